@@ -1,0 +1,8 @@
+"""srkit: the classic CNN super-resolution models, faithful to their papers."""
+
+from srkit.imaging.color import rgb_to_ycbcr, ycbcr_to_rgb
+from srkit.imaging.resize import imresize
+from srkit.metrics import psnr, ssim
+
+__all__ = ["imresize", "psnr", "rgb_to_ycbcr", "ssim", "ycbcr_to_rgb"]
+__version__ = "0.1.0"

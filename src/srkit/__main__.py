@@ -1,0 +1,5 @@
+import sys
+
+from srkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,69 @@
+"""BT.601 colour conversion exactly as MATLAB's `rgb2ycbcr` / `ycbcr2rgb` (Y in [16, 235] for 8-bit).
+
+The protocol measures PSNR on this Y. Integer images come back rounded to their type as MATLAB does;
+float images are in [0, 1] and stay float. Numpy arrays are HxWx3, torch tensors (..., 3, H, W).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from srkit.errors import SrkitError
+
+# MATLAB's matrix, with R, G, B in [0, 1] and Y, Cb, Cr in [0, 255].
+_MATRIX = np.array(
+    [
+        [65.481, 128.553, 24.966],
+        [-37.797, -74.203, 112.0],
+        [112.0, -93.786, -18.214],
+    ]
+)
+_OFFSET = np.array([16.0, 128.0, 128.0])
+# Everything in [0, 1] units: ycbcr = rgb @ FORWARD.T + OFFSET01, and back.
+FORWARD = _MATRIX / 255.0
+OFFSET01 = _OFFSET / 255.0
+INVERSE = np.linalg.inv(FORWARD)
+
+
+def _convert(image, matrix: np.ndarray, offset: np.ndarray, inverse: bool):
+    if isinstance(image, torch.Tensor):
+        if image.dim() < 3 or image.shape[-3] != 3:
+            raise SrkitError(f"colour conversion expects a (..., 3, H, W) tensor, got {tuple(image.shape)}")
+        integer = not image.dtype.is_floating_point
+        x = image.double() / torch.iinfo(image.dtype).max if integer else image
+        m = torch.as_tensor(matrix, dtype=x.dtype, device=x.device)
+        o = torch.as_tensor(offset, dtype=x.dtype, device=x.device).view(3, 1, 1)
+        y = torch.einsum("ij,...jhw->...ihw", m, x - o) if inverse else torch.einsum("ij,...jhw->...ihw", m, x) + o
+        if integer:
+            hi = torch.iinfo(image.dtype).max
+            return torch.floor((y * hi).clamp(0, hi) + 0.5).to(image.dtype)
+        return y
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise SrkitError(f"colour conversion expects an HxWx3 array, got shape {image.shape}")
+        integer = image.dtype.kind in "ui"
+        x = image.astype(np.float64) / np.iinfo(image.dtype).max if integer else image
+        y = (x - offset) @ matrix.T if inverse else x @ matrix.T + offset
+        if integer:
+            hi = np.iinfo(image.dtype).max
+            return np.floor(np.clip(y * hi, 0, hi) + 0.5).astype(image.dtype)
+        return y.astype(image.dtype, copy=False)
+    raise SrkitError(f"colour conversion expects a numpy array or a torch tensor, got {type(image).__name__}")
+
+
+def rgb_to_ycbcr(image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """MATLAB `rgb2ycbcr`: integer images stay integer (rounded), floats are in [0, 1]."""
+    return _convert(image, FORWARD, OFFSET01, inverse=False)
+
+
+def ycbcr_to_rgb(image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """MATLAB `ycbcr2rgb`: integer images are rounded and clipped, floats are not clipped."""
+    return _convert(image, INVERSE, OFFSET01, inverse=True)
+
+
+def y_channel(image: np.ndarray) -> np.ndarray:
+    """Y in [0, 255] as float64, unrounded, of an 8-bit RGB image; a grayscale (HxW) image is its own Y."""
+    if image.ndim == 2:
+        return image.astype(np.float64)
+    return rgb_to_ycbcr(image.astype(np.float64) / 255.0)[..., 0] * 255.0

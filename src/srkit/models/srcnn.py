@@ -1,0 +1,52 @@
+"""SRCNN: Dong et al., "Image Super-Resolution Using Deep Convolutional Networks" (ECCV 2014, TPAMI 2016)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from srkit.models.info import ModelInfo, receptive_radius
+
+
+@dataclass(frozen=True)
+class SRCNNConfig:
+    n1: int = 64  # patch extraction filters
+    n2: int = 32  # non-linear mapping filters
+    f1: int = 9
+    f2: int = 5  # 9-5-5 is the TPAMI paper's best; 9-1-5 (f2=1) is the ECCV base network
+    f3: int = 5
+
+
+class SRCNN(nn.Module):
+    """Three convolutions on the bicubic-upscaled Y channel."""
+
+    def __init__(self, config: SRCNNConfig, scale: int, name: str = "srcnn") -> None:
+        super().__init__()
+        c = config
+        # The paper used valid convolutions (output smaller than input). We zero-pad to 'same' so that a
+        # whole image is super-resolved in one pass and tiles of any size join without a seam.
+        self.body = nn.Sequential(
+            nn.Conv2d(1, c.n1, c.f1, padding=c.f1 // 2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c.n1, c.n2, c.f2, padding=c.f2 // 2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c.n2, 1, c.f3, padding=c.f3 // 2),
+        )
+        for m in self.body:
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.001)  # the paper: N(0, 0.001), biases 0
+                nn.init.zeros_(m.bias)
+        self.info = ModelInfo(
+            name=name,
+            scale=scale,
+            scales=(scale,),  # one network is trained per scale
+            channels="y",
+            upsampled_input=True,
+            receptive_radius=receptive_radius(self.modules()),
+            init="N(0, 0.001), biases 0",
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
