@@ -181,7 +181,7 @@ def test_overrides_replace_the_config() -> None:
     [
         ("srcnn-9-5-5", 3, {}, "valid names: srcnn, srcnn-915"),
         ("srcnn", 5, {}, "one of 2, 3, 4"),
-        ("srcnn", None, {}, "needs a scale"),
+        ("srcnn", None, {}, "scale must be one of 2, 3, 4; got None"),
         ("fsrcnn", 3, {"n": 5}, "unknown option"),
         ("fsrcnn", 3, {"d": "56"}, "d='56'"),
         ("espcn", 3, {"activation": "gelu"}, "activation"),

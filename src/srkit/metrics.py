@@ -31,10 +31,10 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def _prepare(sr: np.ndarray, hr: np.ndarray, shave: int) -> tuple[np.ndarray, np.ndarray]:
-    if sr.shape != hr.shape:
+    if sr.shape != hr.shape[: sr.ndim]:
         raise SrkitError(f"SR and HR shapes differ: {sr.shape} vs {hr.shape}")
-    if sr.ndim not in (2, 3) or (sr.ndim == 3 and sr.shape[2] != 3):
-        raise SrkitError(f"metrics expect HxW (Y or gray) or HxWx3 (RGB) images, got shape {sr.shape}")
+    if hr.ndim not in (2, 3) or (hr.ndim == 3 and hr.shape[2] != 3):
+        raise SrkitError(f"metrics expect HxW (Y or gray) or HxWx3 (RGB) images, got shape {hr.shape}")
     y_sr, y_hr = y_channel(to_uint8(sr)), y_channel(to_uint8(hr))
     if shave:
         if min(y_sr.shape) <= 2 * shave:
@@ -44,7 +44,10 @@ def _prepare(sr: np.ndarray, hr: np.ndarray, shave: int) -> tuple[np.ndarray, np
 
 
 def psnr(sr: np.ndarray, hr: np.ndarray, scale: int, shave: int | None = None) -> float:
-    """PSNR in dB on Y in [0, 255]; `shave` defaults to `scale`."""
+    """PSNR in dB on Y in [0, 255]; `shave` defaults to `scale`.
+
+    `sr` may also be just the Y channel (HxW) of the SR image, as a Y-channel network outputs it.
+    """
     y_sr, y_hr = _prepare(sr, hr, scale if shave is None else shave)
     mse = np.mean((y_sr - y_hr) ** 2)
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)

@@ -82,7 +82,7 @@ def build(name: str, scale: int | None = None, **overrides: Any) -> nn.Module:
         return entry.cls(config, name=name)
     if scale not in entry.scales:
         valid = ", ".join(map(str, entry.scales))
-        raise SrkitError(f"{name} needs a scale, one of {valid}; got {scale}")
+        raise SrkitError(f"{name}: scale must be one of {valid}; got {scale}")
     return entry.cls(config, scale, name=name)
 
 
@@ -104,6 +104,8 @@ def _replace(name: str, config: Any, overrides: dict[str, Any]) -> Any:
     unknown = sorted(set(overrides) - set(hints))
     if unknown:
         raise SrkitError(f"{name}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(hints)}")
+    # YAML and JSON have no tuples: a list given for a tuple field is that tuple.
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     for key, value in overrides.items():
         hint, current = hints[key], getattr(config, key)
         if typing.get_origin(hint) is typing.Literal:

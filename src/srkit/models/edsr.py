@@ -38,6 +38,7 @@ class EDSR(nn.Module):
     def __init__(self, config: EDSRConfig, scale: int, name: str = "edsr") -> None:
         super().__init__()
         f = config.num_features
+        # A constant, not the original's frozen 1x1 "MeanShift" convs: nothing to train, count or save.
         self.register_buffer("rgb_mean", torch.tensor(config.rgb_mean).view(1, 3, 1, 1), persistent=False)
         self.head = nn.Conv2d(3, f, 3, padding=1)
         self.body = nn.Sequential(
