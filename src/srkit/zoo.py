@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
@@ -35,7 +35,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
             metadata = f.metadata() or {}
     except FileNotFoundError:
         raise SrkitError(f"{path}: no such weights file") from None
-    except (SafetensorsError, OSError) as error:
+    except (SafetensorError, OSError) as error:
         raise SrkitError(f"{path}: not a safetensors weights file ({error})") from None
     if "srkit.model" not in metadata:
         raise SrkitError(f"{path}: no srkit metadata (model name and scale); was it written by srkit?")
@@ -51,5 +51,6 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> nn.Mod
     try:
         model.load_state_dict(load_file(str(path)), strict=True)
     except RuntimeError as error:
-        raise SrkitError(f"{path}: weights do not fit {metadata['srkit.model']}: {str(error).splitlines()[0]}") from None
+        reason = str(error).splitlines()[0]
+        raise SrkitError(f"{path}: weights do not fit {metadata['srkit.model']}: {reason}") from None
     return model.to(device).eval()

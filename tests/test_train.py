@@ -1,0 +1,194 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from srkit.cli import main
+from srkit.errors import SrkitError
+from srkit.models import build
+from srkit.recipes import from_dict, load_recipe
+from srkit.train import Trainer
+from srkit.zoo import load_weights, save_weights
+
+RECIPES = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
+FAST = {"steps": 2, "batch_size": 2, "val_every": 2, "checkpoint_every": 2, "log_every": 1, "threads": 1}
+
+
+def _image(rng, h, w):
+    """A smooth random colour image: noise upscaled, so that SR has something to learn."""
+    small = rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize((w, h), Image.BICUBIC)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for name, sizes in {"T91": [(200, 208), (96, 120)], "BSD200": [(200, 200)], "Set5": [(48, 48), (36, 60)]}.items():
+        (root / name).mkdir()
+        for i, (h, w) in enumerate(sizes):
+            _image(rng, h, w).save(root / name / f"{i}.png")
+    _image(rng, 64, 64).convert("L").save(root / "T91" / "gray.png")
+    return root
+
+
+def _recipe(**changes):
+    base = {"model": "espcn", "scale": 2, "patch_size": 16, "train_sets": ["T91"], **FAST}
+    return from_dict({**base, **changes})
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_recipe_trains_a_few_steps(path, root, tmp_path):
+    overrides = dict(FAST)
+    if "init_from" in path.read_text():
+        warm = tmp_path / "warm.safetensors"
+        recipe = load_recipe(path, {**overrides, "init_from": ""})
+        save_weights(build(recipe.model, recipe.scale, **recipe.model_options), warm, recipe.model_options)
+        overrides["init_from"] = str(warm)
+    recipe = load_recipe(path, overrides)
+    trainer = Trainer(recipe, tmp_path / "run", root, progress=False)
+    best = trainer.run()
+    assert np.isfinite(best)
+    model = load_weights(tmp_path / "run" / "best.safetensors")
+    assert model.info.name == recipe.model and model.info.scale == recipe.scale
+    assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 3  # header + 2 steps
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 0
+
+
+def _final_state(out):
+    return torch.load(out / "checkpoint.pt", weights_only=True)
+
+
+def test_resumed_run_equals_uninterrupted(root, tmp_path):
+    whole = Trainer(_recipe(steps=6, checkpoint_every=6), tmp_path / "whole", root, progress=False)
+    whole.run()
+    part = Trainer(_recipe(steps=3, checkpoint_every=3), tmp_path / "part", root, progress=False)
+    part.run()
+    resumed = Trainer(_recipe(steps=6, checkpoint_every=3), tmp_path / "part", root, progress=False)
+    resumed.run(resume=True)
+    a, b = _final_state(tmp_path / "whole"), _final_state(tmp_path / "part")
+    assert a["progress"]["step"] == b["progress"]["step"] == 6
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    losses = [line.split(",")[3] for line in (tmp_path / "whole" / "log.csv").read_text().splitlines()[1:]]
+    resumed_losses = [line.split(",")[3] for line in (tmp_path / "part" / "log.csv").read_text().splitlines()[1:]]
+    assert losses == resumed_losses
+
+
+def test_resume_refuses_a_different_recipe(root, tmp_path):
+    Trainer(_recipe(), tmp_path / "run", root, progress=False).run()
+    with pytest.raises(SrkitError, match="differs from the checkpoint's in lr"):
+        Trainer(_recipe(lr=0.5), tmp_path / "run", root, progress=False).run(resume=True)
+    with pytest.raises(SrkitError, match="already holds a run"):
+        Trainer(_recipe(), tmp_path / "run", root, progress=False).run()
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(root, tmp_path):
+    trainer = Trainer(_recipe(steps=6, checkpoint_every=2), tmp_path / "run", root, progress=False)
+    real, calls = trainer.content, []
+
+    def poisoned(sr, hr):
+        calls.append(1)
+        return real(sr, hr) * (float("nan") if len(calls) == 3 else 1.0)
+
+    trainer.content = poisoned
+    with pytest.raises(SrkitError, match=r"loss is nan at step 3.*\(step 2\)"):
+        trainer.run()
+    assert _final_state(tmp_path / "run")["progress"]["step"] == 2
+
+
+def test_sigterm_leaves_a_loadable_checkpoint_and_resumes(root, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: espcn\nscale: 2\npatch_size: 16\ntrain_sets: [T91]\nsteps: 100000\nthreads: 1\n")
+    cmd = [
+        sys.executable,
+        "-m",
+        "srkit",
+        "train",
+        str(recipe),
+        "--out",
+        str(tmp_path / "run"),
+        "--data-root",
+        str(root),
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "run" / "log.csv"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "stopped by SIGTERM" in err and "Traceback" not in err
+    state = _final_state(tmp_path / "run")
+    assert state["progress"]["step"] >= 50
+    steps = state["progress"]["step"] + 3
+    done = subprocess.run([*cmd, "--resume", "--set", f"steps={steps}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert _final_state(tmp_path / "run")["progress"]["step"] == steps
+
+
+def test_two_process_gloo_ddp_run(root, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "model: espcn\nscale: 2\npatch_size: 16\ntrain_sets: [T91]\nsteps: 4\nbatch_size: 2\n"
+        "val_every: 4\ncheckpoint_every: 4\nthreads: 1\n"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29517",
+        "-m",
+        "srkit",
+        "train",
+        str(recipe),
+        "--out",
+        str(tmp_path / "run"),
+        "--data-root",
+        str(root),
+        "--no-progress",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _final_state(tmp_path / "run")["progress"]["step"] == 4
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("model: espcn\nscale: 3\npatch_size: 16\n", "patch_size 16 is not a multiple of scale 3"),
+        ("model: espcn\nscale: 2\nbogus: 1\n", "unknown key(s) bogus"),
+        ("model: espcn\nscale: 2\nlr: fast\n", 'wrong value type for field "lr"'),
+        ("model: espcn\nscale: 5\n", "scale must be one of 2, 3, 4"),
+        ("model: nope\nscale: 2\n", "unknown model 'nope'"),
+        ("model: espcn\nscale: 2\ntrain_sets: [Nowhere]\n", "training set Nowhere not found"),
+        ("model: espcn\nscale: 2\npatch_size: 400\ntrain_sets: [T91]\n", "no training image is at least 400x400"),
+        ("- a list\n", "must be a mapping"),
+    ],
+)
+def test_bad_recipes_fail_before_training_with_one_line(root, tmp_path, capsys, content, message):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(content)
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run"), "--data-root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_set_overrides_and_their_errors(capsys, tmp_path):
+    assert main(["train", "missing.yaml"]) == 1
+    assert "recipe missing.yaml not found" in capsys.readouterr().err
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: espcn\nscale: 2\n")
+    assert main(["train", str(recipe), "--set", "lr"]) == 1
+    assert "--set expects key=value" in capsys.readouterr().err
+    assert load_recipe(recipe, {"lr": "1e-4", "scales": [2]}).lr == 1e-4
