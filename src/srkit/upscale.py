@@ -1,24 +1,59 @@
-"""Running an SR network on images: input kind (bicubic-upscaled or LR), value ranges, Y vs RGB."""
+"""Upscaling real images with an SR network: Y vs RGB, alpha, 16-bit, tiling; and whole folders of files.
+
+`super_resolve` runs a network on a batch whatever input kind and value range it expects. `Upscaler` applies
+it to an image of any mode and size: Y models get the Y of YCbCr (Cb and Cr are upscaled with bicubic), RGB
+models all three colours, a grayscale image stays gray, alpha is upscaled with bicubic and the colour is
+premultiplied by it, so that garbage under transparent pixels cannot bleed into visible ones. Large images
+are cut into tiles that overlap by the receptive field, so the tiled output equals the untiled one exactly.
+"""
 
 from __future__ import annotations
 
+import copy
+import glob
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
-from srkit.imaging.color import y_channel
+from srkit.errors import SrkitError
+from srkit.files import atomic_path
+from srkit.imaging import video
+from srkit.imaging.color import rgb_to_ycbcr, y_channel, ycbcr_to_rgb
+from srkit.imaging.io import IMAGE_SUFFIXES, Picture, from_array, read_image, to_array, write_image, write_png
 from srkit.imaging.resize import imresize
 from srkit.metrics import to_uint8
+
+log = logging.getLogger(__name__)
+
+MEMORY_BUDGET = 1 << 29  # bytes one tile may take while it is upscaled; larger images are tiled
+# MATLAB's bicubic upscaling reads 2 LR pixels either side; a third keeps every tap, zero or not, inside a
+# tile, so that the tile computes its pixels exactly as the whole image does.
+BICUBIC_REACH = 3
+STABLE_KERNEL = 7  # the largest kernel that oneDNN convolves with the same bits at every input size
+PIPELINE_FLOATS = 16  # floats per output pixel besides the network: colour, Cb/Cr, alpha and their copies
 
 
 def super_resolve(model: nn.Module, lr: torch.Tensor, scale: int | None = None) -> torch.Tensor:
     """(N, C, h, w) in [0, 1] -> (N, C, scale*h, scale*w) in [0, 1] (not clamped), whatever the model expects."""
     info = model.info
-    scale = scale or info.scale
-    x = imresize(lr, scale=scale) if info.upsampled_input else lr
-    lo, hi = info.input_range
+    return _forward(model, imresize(lr, scale=scale or info.scale) if info.upsampled_input else lr)
+
+
+def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The network on its input kind in [0, 1], mapped to and from the value ranges it was trained with."""
+    lo, hi = model.info.input_range
     y = model(x * (hi - lo) + lo if (lo, hi) != (0.0, 1.0) else x)
-    lo, hi = info.output_range
+    lo, hi = model.info.output_range
     return (y - lo) / (hi - lo) if (lo, hi) != (0.0, 1.0) else y
 
 
@@ -44,3 +79,390 @@ def sr_for_metrics(model: nn.Module, lr: np.ndarray, scale: int) -> np.ndarray:
     out = super_resolve(model, _to_tensor(rgb / 255.0, device), scale)[0].clamp(0, 1)
     out = out.mean(0) if lr.ndim == 2 else out.permute(1, 2, 0)
     return to_uint8(out.cpu().numpy())
+
+
+class Upscaler:
+    """Upscales images of every kind with one SR network, in tiles when they are large.
+
+    Args:
+        model: a built network with its `info` (see `srkit.models`); the upscaler works on its own copy.
+        scale: for networks that handle several scales (VDSR); the others only take their own.
+        tile: tile size in input pixels; None picks the largest that fits `memory_budget` (often the whole image).
+        device: "cpu", "cuda" or a torch device.
+        half: run the network in float16 (CUDA only).
+        memory_budget: bytes one tile may use while it is upscaled.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        scale: int | None = None,
+        tile: int | None = None,
+        device: str | torch.device = "cpu",
+        half: bool = False,
+        memory_budget: int = MEMORY_BUDGET,
+    ) -> None:
+        info = model.info
+        scale = scale or info.scale
+        if scale not in info.scales:
+            raise SrkitError(f"{info.name} upscales by {' or '.join(map(str, info.scales))}, not by {scale}")
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise SrkitError("CUDA was asked for but is not available")
+        if half and device.type != "cuda":
+            raise SrkitError("half precision is for CUDA devices")
+        if tile is not None and tile < 1:
+            raise SrkitError(f"tile size must be positive, got {tile}")
+        self.info, self.scale, self.tile = info, scale, tile
+        self.dtype = torch.float16 if half else torch.float32
+        self.model = _prepare(model, device, self.dtype)
+        self.device = device
+        self.memory_budget = memory_budget
+        # Input pixels around a tile that its outputs depend on: the network's receptive field (in LR pixels;
+        # for bicubic-upscaled input that is r / scale, plus what the bicubic itself reads).
+        radius = info.receptive_radius
+        self.margin = -(-radius // scale) + BICUBIC_REACH if info.upsampled_input else max(radius, BICUBIC_REACH)
+        self.bytes_per_pixel = _bytes_per_pixel(self.model, scale, self.dtype)
+
+    def upscale(self, image: Image.Image | np.ndarray | torch.Tensor) -> Image.Image | np.ndarray | torch.Tensor:
+        """Upscale a PIL image, a numpy image or a torch tensor; the result has the same kind and dtype.
+
+        Numpy images are HxW, HxWx2 (gray + alpha), HxWx3 or HxWx4, uint8, uint16 or float in [0, 1];
+        tensors are (C, H, W) or (N, C, H, W) float in [0, 1] with the same channel counts; PIL images of
+        any mode (palette, CMYK and the like come back as RGB or RGBA).
+        """
+        if isinstance(image, Image.Image):
+            out = from_array(self.upscale_array(to_array(image)))
+            if image.info.get("icc_profile") and image.mode not in ("CMYK", "LAB", "HSV"):
+                out.info["icc_profile"] = image.info["icc_profile"]
+            return out
+        if isinstance(image, np.ndarray):
+            return self.upscale_array(image)
+        if isinstance(image, torch.Tensor):
+            if image.dim() not in (3, 4) or not image.dtype.is_floating_point:
+                shape = tuple(image.shape)
+                raise SrkitError(f"expected a float (C, H, W) or (N, C, H, W) tensor, got {image.dtype} {shape}")
+            batch = image[None] if image.dim() == 3 else image
+            outs = [self.upscale_array(x.permute(1, 2, 0).cpu().numpy()) for x in batch]
+            out = torch.stack([torch.from_numpy(o).permute(2, 0, 1) for o in outs]).to(image.device, image.dtype)
+            return out[0] if image.dim() == 3 else out
+        raise SrkitError(f"cannot upscale a {type(image).__name__}: give a PIL image, a numpy array or a tensor")
+
+    def upscale_array(self, pixels: np.ndarray) -> np.ndarray:
+        """Upscale a numpy image (see `upscale`); the result has its dtype and channels."""
+        out = np.empty(self.output_shape(pixels), pixels.dtype)
+        top = 0
+        for band in self.bands(pixels):
+            out[top : top + len(band)] = band
+            top += len(band)
+        return out
+
+    def output_shape(self, pixels: np.ndarray) -> tuple[int, ...]:
+        """The shape of `pixels` upscaled."""
+        return (pixels.shape[0] * self.scale, pixels.shape[1] * self.scale, *pixels.shape[2:])
+
+    @torch.no_grad()
+    def bands(self, pixels: np.ndarray) -> Iterator[np.ndarray]:
+        """The upscaled image as bands of rows, top to bottom: one row of tiles at a time."""
+        _check_pixels(pixels)
+        image = pixels[..., None] if pixels.ndim == 2 else pixels
+        height, width = image.shape[:2]
+        s, m = self.scale, self.margin
+        tile = self.tile_size(height, width)
+        for y0 in range(0, height, tile):
+            y1 = min(y0 + tile, height)
+            band = np.empty(((y1 - y0) * s, width * s, image.shape[2]), pixels.dtype)
+            for x0 in range(0, width, tile):
+                x1 = min(x0 + tile, width)
+                wy0, wx0 = max(y0 - m, 0), max(x0 - m, 0)
+                out = self._window(image[wy0 : min(y1 + m, height), wx0 : min(x1 + m, width)])
+                band[:, x0 * s : x1 * s] = out[(y0 - wy0) * s : (y1 - wy0) * s, (x0 - wx0) * s : (x1 - wx0) * s]
+            yield band[..., 0] if pixels.ndim == 2 else band
+            del band  # before the next one exists: a band can be a large part of the output
+
+    def tile_size(self, height: int, width: int) -> int:
+        """Tile size in input pixels: the one asked for, else the largest whose window fits the memory budget."""
+        if self.tile:
+            return self.tile
+        pixels = self.memory_budget / self.bytes_per_pixel
+        if (height + 2 * self.margin) * (width + 2 * self.margin) <= pixels:
+            return max(height, width)
+        return max(int(math.sqrt(pixels)) - 2 * self.margin, 16)
+
+    def _window(self, window: np.ndarray) -> np.ndarray:
+        """Upscale one window (h, w, C) of the image to (s*h, s*w, C) of its dtype."""
+        x = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32)).to(self.device).permute(2, 0, 1)
+        integer = window.dtype.kind == "u"
+        if integer:
+            x = x / np.iinfo(window.dtype).max
+        colours = 1 if x.shape[0] <= 2 else 3
+        if x.shape[0] in (2, 4):  # premultiplied: a transparent pixel's colour weighs nothing
+            alpha = x[colours:]
+            out = self._colour(x[:colours] * alpha)
+            alpha = self._bicubic(alpha).clamp_(0, 1)
+            out = torch.where(alpha > 0, out / alpha, out)
+            out = torch.cat([out, alpha])
+        else:
+            out = self._colour(x)
+        out = out.clamp_(0, 1).permute(1, 2, 0)
+        if integer:
+            out = torch.floor(out * np.iinfo(window.dtype).max + 0.5)
+        return out.cpu().numpy().astype(window.dtype)
+
+    def _colour(self, x: torch.Tensor) -> torch.Tensor:
+        """Upscale gray (1, h, w) or RGB (3, h, w) colour the way the network's channels ask for."""
+        if self.info.channels == "y":
+            if len(x) == 1:
+                return self._network(x)  # a gray image is its own Y
+            ycbcr = rgb_to_ycbcr(x)
+            y = self._network(ycbcr[:1])
+            return ycbcr_to_rgb(torch.cat([y, self._bicubic(ycbcr[1:])]))
+        if len(x) == 1:  # gray through an RGB network, back to gray as sr_for_metrics measures it
+            r, g, b = self._network(x.expand(3, -1, -1))
+            return ((r + g + b) / 3)[None]
+        return self._network(x)
+
+    def _network(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._bicubic(x) if self.info.upsampled_input else x
+        return _forward(self.model, x[None].to(self.dtype))[0].float()
+
+    def _bicubic(self, x: torch.Tensor) -> torch.Tensor:
+        """MATLAB bicubic upscaling of (C, h, w), its symmetric border padding done here.
+
+        imresize computes border pixels in another way than inner ones, whose rounding can depend on the
+        size; padded, every pixel kept is an inner one, in a tile as in the whole image.
+        """
+        r = BICUBIC_REACH
+        padded = x.index_select(1, _symmetric(x.shape[1], r, x.device))
+        padded = padded.index_select(2, _symmetric(x.shape[2], r, x.device))
+        return imresize(padded, scale=self.scale)[:, r * self.scale : -r * self.scale, r * self.scale : -r * self.scale]
+
+
+def _symmetric(length: int, pad: int, device: torch.device) -> torch.Tensor:
+    """Indices of MATLAB's symmetric padding by `pad` on both sides: -1 reads 0, `length` reads length - 1."""
+    i = torch.arange(-pad, length + pad, device=device) % (2 * length)
+    return torch.where(i < length, i, 2 * length - 1 - i)
+
+
+class _StableConv2d(nn.Module):
+    """A Conv2d whose output bits do not depend on the input size, so that tiles equal the whole image.
+
+    PyTorch hands a 3x3 or 1x1 convolution to oneDNN only when its input is large (over 20480 values) and
+    to its own kernels otherwise, and the two round differently; oneDNN alone gives the same bits for any
+    size with kernels up to 7x7 (measured with 1 and 2 threads), but switches algorithm with the size for
+    larger ones (SRCNN's and SRResNet's 9x9). So: always oneDNN, and larger kernels summed from blocks of
+    at most 7x7 in a fixed order.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.conv
+        if max(c.kernel_size) <= STABLE_KERNEL:
+            return torch.mkldnn_convolution(x, c.weight, c.bias, c.padding, c.stride, c.dilation, c.groups)
+        (kh, kw), (ph, pw) = c.kernel_size, c.padding
+        x = nn.functional.pad(x, (pw, pw, ph, ph))
+        height, width = x.shape[2] - kh + 1, x.shape[3] - kw + 1
+        out = None
+        for y0 in range(0, kh, STABLE_KERNEL):
+            for x0 in range(0, kw, STABLE_KERNEL):
+                w = c.weight[:, :, y0 : y0 + STABLE_KERNEL, x0 : x0 + STABLE_KERNEL]
+                window = x[:, :, y0 : y0 + height + w.shape[2] - 1, x0 : x0 + width + w.shape[3] - 1]
+                part = torch.mkldnn_convolution(window, w, None, (0, 0), (1, 1), (1, 1), 1)
+                out = part if out is None else out.add_(part)
+        return out if c.bias is None else out.add_(c.bias.view(1, -1, 1, 1))
+
+
+def _subpixel(deconv: nn.ConvTranspose2d) -> nn.Module | None:
+    """The same layer as a convolution and a pixel shuffle (Shi et al. 2016, the ESPCN paper, show they are
+    equal), or None where the output is not exactly `stride` times the input.
+
+    Output pixel s*q + r of a transposed convolution reads input q - t through tap s*t + r + padding, for
+    each phase r: a convolution with one output channel per colour and phase, then PixelShuffle(s).
+    oneDNN's transposed convolution rounds differently for different input sizes (with several threads);
+    its plain convolution does not.
+    """
+    k, s, p = deconv.kernel_size[0], deconv.stride[0], deconv.padding[0]
+    square = len({*deconv.kernel_size, k}) == len({*deconv.stride, s}) == len({*deconv.padding, p}) == 1
+    output_padding = deconv.output_padding[0]
+    if not square or deconv.groups != 1 or deconv.dilation != (1, 1) or k + output_padding - 2 * p != s:
+        return None
+    reach = max((k - 1 - p) // s, (s - 1 + p) // s)  # input pixels either side that an output reads
+    size = 2 * reach + 1
+    # (phase, conv tap, deconv tap) triples; taps outside the deconv kernel stay zero.
+    taps = [(r, reach - t, s * t + r + p) for r in range(s) for t in range(-reach, reach + 1)]
+    taps = [(r, j, kk) for r, j, kk in taps if 0 <= kk < k]
+    weight = deconv.weight.new_zeros(deconv.out_channels, s, s, deconv.in_channels, size, size)
+    for ry, jy, ky in taps:
+        for rx, jx, kx in taps:
+            weight[:, ry, rx, :, jy, jx] = deconv.weight[:, :, ky, kx].T
+    conv = nn.Conv2d(deconv.in_channels, deconv.out_channels * s * s, size, padding=reach, bias=deconv.bias is not None)
+    conv = conv.to(deconv.weight.device, deconv.weight.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(weight.reshape(conv.weight.shape))
+        if deconv.bias is not None:
+            conv.bias.copy_(deconv.bias.repeat_interleave(s * s))
+    return nn.Sequential(_StableConv2d(conv), nn.PixelShuffle(s))
+
+
+def _plain(conv: nn.Conv2d) -> bool:
+    """Zero padding given in pixels, no stride, dilation or groups: what every srkit model uses."""
+    numeric = not isinstance(conv.padding, str)
+    return numeric and conv.padding_mode == "zeros" and conv.stride == conv.dilation == (1, 1) and conv.groups == 1
+
+
+def _prepare(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """An inference copy of `model` on `device`; on the CPU in float32, its convolutions are made
+    size-stable (see _StableConv2d and _subpixel), so that tiles equal the whole image bit for bit."""
+    model = copy.deepcopy(model).to(device, dtype).eval()
+    if device.type != "cpu" or dtype != torch.float32 or not torch.backends.mkldnn.is_available():
+        return model
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if type(child) is nn.Conv2d and _plain(child):
+                setattr(parent, name, _StableConv2d(child))
+            elif type(child) is nn.ConvTranspose2d and (replacement := _subpixel(child)) is not None:
+                setattr(parent, name, replacement)
+    return model
+
+
+@torch.no_grad()
+def _bytes_per_pixel(model: nn.Module, scale: int, dtype: torch.dtype) -> float:
+    """Peak bytes per input pixel while a window is upscaled, measured on a 16x16 input.
+
+    Three times the widest activation (a layer's input, its output and a skip connection), plus the
+    colour, Cb/Cr and alpha planes around the network.
+    """
+    widest = [0]
+
+    def record(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        widest[0] = max(widest[0], output.numel())
+
+    hooks = [m.register_forward_hook(record) for m in model.modules()]
+    try:
+        parameter = next(model.parameters())
+        model(torch.zeros(1, model.info.in_channels, 16, 16, device=parameter.device, dtype=dtype))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    per_pixel = widest[0] / 256 * (scale**2 if model.info.upsampled_input else 1)
+    element = torch.finfo(dtype).bits // 8
+    return 3 * per_pixel * element + PIPELINE_FLOATS * 4 * scale**2
+
+
+def _check_pixels(pixels: np.ndarray) -> None:
+    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 2, 3, 4)):
+        raise SrkitError(f"expected an HxW, HxWx2, HxWx3 or HxWx4 image, got shape {pixels.shape}")
+    if pixels.dtype not in (np.uint8, np.uint16) and pixels.dtype.kind != "f":
+        raise SrkitError(f"expected uint8, uint16 or float pixels, got {pixels.dtype}")
+    if min(pixels.shape[:2]) < 1:
+        raise SrkitError(f"cannot upscale an empty image of shape {pixels.shape}")
+
+
+# Files and folders --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and the output it becomes."""
+
+    source: Path
+    target: Path
+
+
+@dataclass
+class Summary:
+    """What a run over many files did."""
+
+    upscaled: int = 0
+    skipped: int = 0  # the output existed
+    failed: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.upscaled} upscaled, {self.skipped} skipped (exists), {self.failed} failed"
+
+
+def plan(inputs: Sequence[str | Path], output: str | Path | None, scale: int) -> list[Job]:
+    """The jobs for files, folders (searched recursively) and glob patterns.
+
+    Without `output`, each result lands beside its input as NAME_x{scale}.EXT. With it, `output` is a file
+    when there is one input file and it has a suffix (and is no folder); otherwise it is a folder where
+    each result keeps its input's name, and its path relative to the input folder it was found in.
+    """
+    found: list[tuple[Path, Path]] = []  # (file, its name relative to the output folder)
+    for item in map(str, inputs):
+        path = Path(item)
+        if path.is_dir():
+            if output is None:  # outputs beside the inputs would be taken for inputs by the next run
+                raise SrkitError(f"{item}: a folder needs -o OUTPUT_FOLDER")
+            files = sorted(p for p in path.rglob("*") if p.is_file() and is_media(p))
+            found += [(p, p.relative_to(path)) for p in files]
+        elif path.exists():
+            found.append((path, Path(path.name)))
+        elif glob.has_magic(item):
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if not matches:
+                raise SrkitError(f"{item}: no file matches")
+            found += [(p, Path(p.name)) for p in matches]
+        else:
+            raise SrkitError(f"{item}: no such file or folder")
+    if output is None:
+        return [Job(p, _output_name(p.with_name(f"{p.stem}_x{scale}{p.suffix}"))) for p, _ in found]
+    output = Path(output)
+    single = len(inputs) == 1 and len(found) == 1 and not Path(inputs[0]).is_dir()
+    if single and output.suffix and not output.is_dir():
+        return [Job(found[0][0], output)]
+    return [Job(p, _output_name(output / relative)) for p, relative in found]
+
+
+def is_media(path: Path) -> bool:
+    """An image or video file by its suffix."""
+    return path.suffix.lower() in IMAGE_SUFFIXES or path.suffix.lower() in video.VIDEO_SUFFIXES
+
+
+def _output_name(path: Path) -> Path:
+    """Videos are written as H.264, which WebM cannot hold: those become Matroska."""
+    return path.with_suffix(".mkv") if path.suffix.lower() == ".webm" else path
+
+
+def upscale_file(upscaler: Upscaler, source: str | Path, target: str | Path, progress: bool = False) -> None:
+    """Upscale one image or video file into `target`, atomically (a half-written file is never left)."""
+    source, target = Path(source), Path(target)
+    if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(source, target)):
+        raise SrkitError(f"{target}: is the input {source}; refusing to overwrite an input")
+    if video.is_video(source):
+        with atomic_path(target) as tmp:
+            video.upscale_video(upscaler, source, tmp, progress=progress)
+        return
+    picture = read_image(source)
+    with atomic_path(target) as tmp:
+        if target.suffix.lower() == ".png":  # streamed: the whole output is never in memory
+            height, width = upscaler.output_shape(picture.pixels)[:2]
+            write_png(tmp, upscaler.bands(picture.pixels), height, width, picture.icc_profile)
+        else:
+            write_image(tmp, Picture(upscaler.upscale_array(picture.pixels), picture.icc_profile))
+
+
+def upscale_files(upscaler: Upscaler, jobs: Sequence[Job], overwrite: bool = False, progress: bool = True) -> Summary:
+    """Run the jobs, counting what became of each: upscaled, skipped (the output exists) or failed.
+
+    A file that fails is logged in one line and the run goes on. Existing outputs are kept unless
+    `overwrite`; an input is never overwritten.
+    """
+    summary = Summary()
+    with logging_redirect_tqdm():
+        for job in tqdm(jobs, unit="file", disable=not progress or len(jobs) < 2):
+            if job.target.exists() and not overwrite and job.target.resolve() != job.source.resolve():
+                summary.skipped += 1
+                continue
+            try:
+                upscale_file(upscaler, job.source, job.target, progress=progress)
+            except SrkitError as error:
+                log.warning("%s", error)
+                summary.failed += 1
+            else:
+                summary.upscaled += 1
+    return summary

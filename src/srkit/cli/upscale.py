@@ -1,0 +1,56 @@
+"""`srkit upscale`: upscale image files, folders, glob patterns and videos with a pretrained network."""
+
+from __future__ import annotations
+
+import argparse
+
+from torch import nn
+
+from srkit import zoo
+from srkit.errors import SrkitError
+from srkit.upscale import Upscaler, plan, upscale_files
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "upscale",
+        help="upscale images, folders and videos",
+        description="Upscale images (any mode: gray, palette, RGBA, 16-bit, CMYK; EXIF orientation applied, "
+        "ICC profile kept) and videos (H.264, frame rate and audio kept). Without -o, each output is "
+        "written beside its input as NAME_x{scale}.EXT (a .webm video becomes .mkv: WebM cannot hold H.264). "
+        "A file that fails is reported and skipped; the run then exits with code 1.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, glob patterns")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="output file (one input), or folder where outputs keep their input's name and relative path",
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", metavar="ID", help="pretrained model id, e.g. espcn-x3 (default: the zoo's)")
+    source.add_argument("--weights", metavar="FILE", help="a weights file written by srkit (.safetensors)")
+    parser.add_argument("--scale", type=int, metavar="N", help="scale, for models that have several (VDSR)")
+    parser.add_argument("--tile", type=int, metavar="N", help="tile size in input pixels (default: as memory allows)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--half", action="store_true", help="float16 on CUDA")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    parser.set_defaults(func=run)
+
+
+def load_model(name: str | None, weights: str | None) -> nn.Module:
+    """The network of --weights FILE, else the pretrained model --model ID (or the zoo's default)."""
+    if weights:
+        return zoo.load_weights(weights)
+    if not hasattr(zoo, "resolve_model"):
+        raise SrkitError("no pretrained models are available yet: pass --weights FILE")
+    return zoo.resolve_model(name)
+
+
+def run(args: argparse.Namespace) -> int:
+    model = load_model(args.model, args.weights)
+    upscaler = Upscaler(model, scale=args.scale, tile=args.tile, device=args.device, half=args.half)
+    jobs = plan(args.inputs, args.output, upscaler.scale)
+    summary = upscale_files(upscaler, jobs, overwrite=args.overwrite)
+    print(summary)
+    return 1 if summary.failed else 0

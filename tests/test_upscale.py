@@ -1,0 +1,297 @@
+"""Upscaler: tiled == untiled bit for bit, every input kind, alpha without fringes, bounded memory, folder runs."""
+
+from __future__ import annotations
+
+import hashlib
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from srkit import Upscaler, models, zoo
+from srkit.cli import main
+from srkit.errors import SrkitError
+from srkit.imaging.io import read_image, write_png
+from srkit.upscale import _subpixel, plan, super_resolve
+from srkit.zoo import save_weights
+
+# Small configurations of every model kind: LR-input Y (FSRCNN's deconvolution reaches further on one side),
+# bicubic-input Y, RGB; SRCNN and SRResNet have the 9x9 kernels.
+KINDS = {
+    "espcn": ("espcn", 3, {}),
+    "fsrcnn": ("fsrcnn", 3, {"d": 8, "s": 4, "m": 1}),
+    "srcnn": ("srcnn", 2, {"n1": 8, "n2": 4}),
+    "vdsr": ("vdsr", 3, {"depth": 4, "num_features": 8}),
+    "edsr-baseline": ("edsr-baseline", 4, {"num_blocks": 2, "num_features": 8}),
+    "espcn-rgb": ("espcn-rgb", 2, {}),
+    "srresnet": ("srresnet", 4, {"num_blocks": 1, "num_features": 8}),
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two threads on a busy two-core machine make tiny tiles 30 times slower; exactness holds for both."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def build(kind: str) -> torch.nn.Module:
+    name, scale, options = KINDS[kind]
+    torch.manual_seed(0)
+    return models.build(name, scale, **options)
+
+
+def photo(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """A smooth image with texture: edges and gradients, like a photo, in uint8."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:height, :width]
+    base = 128 + 60 * np.sin(x / 3.0)[..., None] * np.cos(y[..., None] / 4.0 + np.arange(channels))
+    noisy = base + rng.normal(0, 20, (height, width, channels))
+    return np.clip(noisy, 0, 255).astype(np.uint8).squeeze()
+
+
+def identity_vdsr(scale: int = 2) -> torch.nn.Module:
+    """VDSR with zero weights adds nothing to its bicubic input: the Upscaler becomes MATLAB bicubic."""
+    model = models.build("vdsr", scale, depth=3, num_features=4)
+    for p in model.parameters():
+        torch.nn.init.zeros_(p)
+    return model
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_tiled_equals_untiled_exactly(kind):
+    model = build(kind)
+    image = photo(23, 29)
+    whole = Upscaler(model)
+    assert whole.tile_size(23, 29) >= 29  # small images are one tile
+    untiled = whole.upscale_array(image)
+    untiled_float = whole.upscale_array(image / np.float32(255))
+    for tile in (5, 8, 13):  # none divides 23 or 29
+        tiled = Upscaler(model, tile=tile)
+        np.testing.assert_array_equal(tiled.upscale_array(image), untiled)
+        np.testing.assert_array_equal(tiled.upscale_array(image / np.float32(255)), untiled_float)
+
+
+@pytest.mark.parametrize("kind", ["fsrcnn", "srcnn"])
+def test_tiled_equals_untiled_with_two_threads(kind):
+    """oneDNN's deconvolution and 9x9 convolutions round differently per size with threads; see _prepare."""
+    torch.set_num_threads(2)
+    model = build(kind)
+    image = photo(16, 18, 1)
+    np.testing.assert_array_equal(Upscaler(model, tile=7).upscale_array(image), Upscaler(model).upscale_array(image))
+
+
+@pytest.mark.parametrize("kind", ["espcn", "vdsr", "edsr-baseline"])
+def test_tiled_equals_untiled_rgba_and_16bit(kind):
+    model = build(kind)
+    rgba = np.dstack([photo(17, 20), photo(17, 20, 1, seed=1)])
+    deep = photo(17, 20).astype(np.uint16) * 257 + 100
+    for image in (rgba, deep):
+        untiled = Upscaler(model).upscale_array(image)
+        assert untiled.dtype == image.dtype
+        np.testing.assert_array_equal(Upscaler(model, tile=6).upscale_array(image), untiled)
+
+
+def test_automatic_tiles_bound_the_network_input_and_the_memory(tmp_path):
+    model = build("espcn")
+    windows = []
+    upscaler = Upscaler(model, memory_budget=2_000_000)
+    upscaler.model.register_forward_pre_hook(lambda _m, args: windows.append(args[0].shape[-2:]))
+    peaks = []
+    for height in (900, 3000):
+        image = photo(height, 40, 1)
+        out_height, out_width = upscaler.output_shape(image)
+        tracemalloc.start()
+        try:
+            write_png(tmp_path / f"{height}.png", upscaler.bands(image), out_height, out_width)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    tile = upscaler.tile_size(*image.shape)
+    assert tile < 40
+    assert max(h * w for h, w in windows) <= (tile + 2 * upscaler.margin) ** 2
+    # Numpy memory does not grow with the image (torch's is bounded by the windows above).
+    assert peaks[1] < 1.1 * peaks[0] and peaks[1] < out_height * out_width / 1.5
+    untiled = Upscaler(model, tile=10_000).upscale_array(image)
+    np.testing.assert_array_equal(read_image(tmp_path / "3000.png").pixels, untiled)
+
+
+def test_y_model_on_gray_runs_on_the_gray_as_its_y():
+    model = build("espcn").eval()
+    image = photo(12, 14, 1)
+    with torch.no_grad():
+        expected = super_resolve(model, torch.from_numpy(image / np.float32(255))[None, None])[0, 0]
+    expected = np.floor(expected.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(Upscaler(model).upscale_array(image), expected)
+
+
+def test_rgb_model_keeps_gray_gray():
+    out = Upscaler(build("edsr-baseline")).upscale(Image.fromarray(photo(10, 12, 1)))
+    assert out.mode == "L" and out.size == (48, 40)
+
+
+def test_identity_network_is_matlab_bicubic():
+    from srkit import imresize
+
+    image = photo(15, 13)
+    out = Upscaler(identity_vdsr()).upscale_array(image / np.float32(255))
+    reference = imresize(image / np.float64(255), scale=2)  # Y, Cb, Cr all bicubic: the RGB bicubic
+    np.testing.assert_allclose(out, np.clip(reference, 0, 1), atol=1e-5)
+
+
+def test_premultiplied_alpha_leaves_no_fringe():
+    # An opaque red square on a transparent background whose (invisible) colour is garbage green.
+    image = np.zeros((20, 20, 4), np.uint8)
+    image[..., 1] = 255
+    image[6:14, 6:14] = (255, 0, 0, 255)
+    out = Upscaler(identity_vdsr()).upscale_array(image)
+    visible = out[..., 3] > 0
+    edge = visible & (out[..., 3] < 255)
+    assert edge.sum() > 20  # the soft edge exists
+    red, green, blue = (out[..., c][visible].astype(int) for c in range(3))
+    assert red.min() >= 250 and green.max() <= 5 and blue.max() <= 5
+    assert (out[..., 3][~visible] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("image", "kind"),
+    [
+        (np.zeros((6, 7), np.uint8), np.ndarray),
+        (np.zeros((6, 7, 3), np.uint16), np.ndarray),
+        (np.zeros((6, 7, 2), np.float64), np.ndarray),
+        (torch.zeros(3, 6, 7), torch.Tensor),
+        (torch.zeros(2, 4, 6, 7, dtype=torch.float64), torch.Tensor),
+    ],
+)
+def test_upscale_returns_the_kind_and_dtype_it_was_given(image, kind):
+    out = Upscaler(build("espcn")).upscale(image)
+    assert isinstance(out, kind) and out.dtype == image.dtype
+    shape = tuple(image.shape)
+    if kind is torch.Tensor:
+        assert tuple(out.shape) == (*shape[:-2], 18, 21)
+    else:
+        assert out.shape == (18, 21, *shape[2:])
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "CMYK", "I;16", "1"])
+def test_upscale_pil_modes(mode):
+    image = (
+        Image.fromarray(photo(6, 7)).convert(mode)
+        if mode != "I;16"
+        else Image.fromarray(photo(6, 7, 1).astype(np.uint16) * 257)
+    )
+    expected = {"P": "RGB", "CMYK": "RGB", "1": "L"}.get(mode, mode)
+    out = Upscaler(build("espcn")).upscale(image)
+    assert out.mode == expected and out.size == (21, 18)
+
+
+def test_scale_must_be_one_the_model_has():
+    with pytest.raises(SrkitError, match="upscales by 3, not by 2"):
+        Upscaler(build("espcn"), scale=2)
+    assert Upscaler(identity_vdsr(), scale=4).scale == 4  # VDSR: one network for every scale
+
+
+def test_subpixel_equals_the_transposed_convolution():
+    torch.manual_seed(0)
+    for scale in (2, 3, 4):
+        deconv = torch.nn.ConvTranspose2d(5, 2, 9, stride=scale, padding=4, output_padding=scale - 1)
+        x = torch.rand(1, 5, 7, 10)
+        with torch.no_grad():
+            torch.testing.assert_close(_subpixel(deconv)(x), deconv(x), atol=1e-6, rtol=1e-5)
+
+
+# Files, folders and the CLI ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def weights(tmp_path) -> Path:
+    path = tmp_path / "espcn.safetensors"
+    save_weights(build("espcn"), path, {})
+    return path
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_folder_run_skips_bad_files_counts_them_and_never_touches_inputs(tmp_path, weights, capsys, caplog):
+    inputs = tmp_path / "in"
+    (inputs / "sub").mkdir(parents=True)
+    Image.fromarray(photo(8, 9)).save(inputs / "a.png")
+    Image.fromarray(photo(7, 6)).save(inputs / "sub" / "b.jpg")
+    (inputs / "bad.png").write_bytes(b"this is no png")
+    (inputs / "empty.jpg").write_bytes(b"")
+    (inputs / "notes.txt").write_text("not an image: not picked up")
+    before = digest(inputs)
+    out = tmp_path / "out"
+    args = ["upscale", str(inputs), "-o", str(out), "--weights", str(weights)]
+
+    assert main(args) == 1
+    assert "2 upscaled, 0 skipped (exists), 2 failed" in capsys.readouterr().out
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == ["a.png", "sub/b.jpg"]
+    assert Image.open(out / "a.png").size == (27, 24) and Image.open(out / "sub" / "b.jpg").size == (18, 21)
+    failures = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(failures) == 2 and any("bad.png" in m for m in failures) and any("empty.jpg" in m for m in failures)
+    assert all("\n" not in m for m in failures)
+
+    assert main(args) == 1
+    assert "0 upscaled, 2 skipped (exists), 2 failed" in capsys.readouterr().out
+    assert main([*args, "--overwrite"]) == 1
+    assert "2 upscaled, 0 skipped (exists), 2 failed" in capsys.readouterr().out
+    assert digest(inputs) == before
+
+
+def test_an_input_is_never_overwritten(tmp_path, weights, capsys):
+    source = tmp_path / "a.png"
+    Image.fromarray(photo(8, 9)).save(source)
+    (tmp_path / "link.png").symlink_to(source)
+    before = source.read_bytes()
+    for target in (source, tmp_path / "link.png"):
+        assert main(["upscale", str(source), "-o", str(target), "--overwrite", "--weights", str(weights)]) == 1
+    assert source.read_bytes() == before
+    assert list(tmp_path.glob(".*")) == []  # no temporary file left behind
+
+
+def test_default_output_is_beside_the_input_and_a_file_output_is_a_file(tmp_path, weights, capsys):
+    source = tmp_path / "photo.png"
+    Image.fromarray(photo(8, 9)).save(source)
+    assert main(["upscale", str(source), "--weights", str(weights)]) == 0
+    assert Image.open(tmp_path / "photo_x3.png").size == (27, 24)
+    assert main(["upscale", str(source), "-o", str(tmp_path / "big.webp"), "--weights", str(weights)]) == 0
+    assert Image.open(tmp_path / "big.webp").size == (27, 24)
+
+
+def test_glob_and_folder_planning(tmp_path):
+    for name in ("a.png", "b.png", "c.jpg"):
+        Image.fromarray(photo(4, 4)).save(tmp_path / name)
+    jobs = plan([str(tmp_path / "*.png")], tmp_path / "out", 3)
+    assert [(j.source.name, j.target) for j in jobs] == [
+        ("a.png", tmp_path / "out/a.png"),
+        ("b.png", tmp_path / "out/b.png"),
+    ]
+    with pytest.raises(SrkitError, match="needs -o"):
+        plan([tmp_path], None, 3)
+    with pytest.raises(SrkitError, match="no such file"):
+        plan([tmp_path / "missing.png"], None, 3)
+
+
+def test_cli_scale_mismatch_is_one_line(tmp_path, weights, capsys):
+    source = tmp_path / "a.png"
+    Image.fromarray(photo(8, 9)).save(source)
+    assert main(["upscale", str(source), "--scale", "2", "--weights", str(weights)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not by 2" in err
+
+
+@pytest.mark.skipif(hasattr(zoo, "resolve_model"), reason="the zoo resolves model ids")
+def test_without_a_zoo_the_cli_asks_for_weights(tmp_path, capsys):
+    Image.fromarray(photo(8, 9)).save(tmp_path / "a.png")
+    assert main(["upscale", str(tmp_path / "a.png")]) == 1
+    assert "pass --weights FILE" in capsys.readouterr().err
