@@ -90,3 +90,11 @@ def test_console_script_and_debug_traceback(tiny_root):
     assert plain.returncode == 1 and plain.stderr.startswith("srkit: error:") and "Traceback" not in plain.stderr
     debug = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "SRKIT_DEBUG": "1"})
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_argument_mistakes_are_one_line_too(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--scale", "x"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid int value: 'x'" in err and err.count("\n") == 1

@@ -14,8 +14,15 @@ from srkit.errors import SrkitError
 SUBCOMMANDS = ("eval", "models", "train", "upscale", "export")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake reported in one line like every other srkit error."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="srkit", description="Classic CNN super-resolution.")
+    parser = _Parser(prog="srkit", description="Classic CNN super-resolution.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"srkit.cli.{name}").add_parser(sub)
