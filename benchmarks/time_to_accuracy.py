@@ -54,8 +54,10 @@ def main() -> None:
         writer.writerow(["wall_s", "step", "set5_psnr"])
         writer.writerows((f"{t:.1f}", s, f"{p:.3f}") for t, s, p in curve)
     plot(curve, RESULTS / f"{args.name}.png", recipe.model)
-    print(f"data preparation {setup:.1f} s; median {sorted(rates)[len(rates) // 2]:.1f} steps/s "
-          f"(batch {recipe.batch_size}, {recipe.patch_size // recipe.scale}x{recipe.patch_size // recipe.scale} LR)")
+    print(
+        f"data preparation {setup:.1f} s; median {sorted(rates)[len(rates) // 2]:.1f} steps/s "
+        f"(batch {recipe.batch_size}, {recipe.patch_size // recipe.scale}x{recipe.patch_size // recipe.scale} LR)"
+    )
     for target, minutes in TARGETS:
         hit = next(((t, s) for t, s, p in curve if p >= target), None)
         verdict = f"reached at {hit[0] / 60:.1f} min (step {hit[1]})" if hit else "not reached"
