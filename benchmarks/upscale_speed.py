@@ -1,0 +1,114 @@
+"""srkit against OpenCV's dnn_superres on the same architectures, producing one 1920x1080 frame on the CPU.
+
+ESPCN and FSRCNN-small (the peer's files in ../shared/peers/opencv_dnn_superres) at x2, x3 and x4, and plain
+bicubic (OpenCV) as a floor, interleaved round by round in one process (this CPU's speed swings ~2x within
+seconds); medians and the interquartile range. srkit runs the same networks through `srkit.Upscaler`
+(Y with the network, Cb/Cr bicubic) with random weights: the cost does not depend on the values. Also
+reports the share of this CPU's measured convolution throughput (64->64 3x3, channels_last) srkit reaches.
+Needs opencv-contrib-python-headless (a benchmark-only dependency).
+
+    python benchmarks/upscale_speed.py [--peers ../shared/peers/opencv_dnn_superres] [--rounds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from srkit import Upscaler
+from srkit.models import build, describe
+
+RESULTS = Path(__file__).parent / "results" / "upscale_speed.csv"
+PEERS = Path(__file__).parents[2] / "shared" / "peers" / "opencv_dnn_superres"
+# srkit architecture -> (OpenCV algorithm name, file prefix): the peer ships FSRCNN-small, i.e. fsrcnn-s.
+ARCHS = {"espcn": ("espcn", "ESPCN"), "fsrcnn-s": ("fsrcnn", "FSRCNN-small")}
+FRAME = (1080, 1920)
+
+
+def conv_throughput(rounds: int = 10) -> float:
+    """GFLOP/s of a 64->64 3x3 convolution on 1x64x256x256, channels_last: this CPU's practical ceiling."""
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
+    x = torch.rand(1, 64, 256, 256).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        conv(x)
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            conv(x)
+            times.append(time.perf_counter() - start)
+    return 2 * 64 * 64 * 9 * 256 * 256 / statistics.median(times) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--peers", type=Path, default=PEERS)
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    rows = []
+    for scale in (2, 3, 4):
+        h, w = FRAME[0] // scale, FRAME[1] // scale
+        small = (rng.random((h // 8 + 1, w // 8 + 1, 3)) * 255).astype(np.uint8)
+        lr = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)  # smooth content, no degenerate input
+        methods = {
+            "opencv bicubic": lambda lr=lr, s=scale: cv2.resize(lr, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
+        }
+        for arch, (algo, prefix) in ARCHS.items():
+            peer = cv2.dnn_superres.DnnSuperResImpl_create()
+            peer.readModel(str(args.peers / f"{prefix}_x{scale}.pb"))
+            peer.setModel(algo, scale)
+            upscaler = Upscaler(build(arch, scale).eval())
+            methods[f"opencv {arch}"] = lambda lr=lr, p=peer: p.upsample(lr)
+            methods[f"srkit {arch}"] = lambda lr=lr, u=upscaler: u.upscale(lr)
+        times = {name: [] for name in methods}
+        for fn in methods.values():
+            fn()  # warm-up
+        for _ in range(args.rounds):
+            for name, fn in methods.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+        gflops = conv_throughput()
+        for name, t in times.items():
+            median = statistics.median(t)
+            q1, _, q3 = statistics.quantiles(t, n=4)
+            arch = name.split()[1]
+            row = {
+                "scale": scale,
+                "method": name,
+                "median_ms": f"{median * 1e3:.1f}",
+                "iqr_ms": f"{q1 * 1e3:.1f}-{q3 * 1e3:.1f}",
+                "opencv_over_srkit": "",
+                "conv_ceiling_share": "",
+            }
+            if name.startswith("srkit"):
+                row["opencv_over_srkit"] = f"{statistics.median(times[f'opencv {arch}']) / median:.2f}"
+                macs = describe(arch, scale).macs_per_pixel * FRAME[0] * FRAME[1]
+                row["conv_ceiling_share"] = f"{2 * macs / median / 1e9 / gflops:.2f}"
+            rows.append(row)
+            print(
+                f"x{scale} {name:<16} {row['median_ms']:>7} ms (IQR {row['iqr_ms']})"
+                + (
+                    f"  OpenCV/srkit {row['opencv_over_srkit']}x, {row['conv_ceiling_share']} of the"
+                    f" {gflops:.0f} GFLOP/s conv ceiling"
+                    if row["opencv_over_srkit"]
+                    else ""
+                )
+            )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
