@@ -33,7 +33,7 @@ from srkit.errors import SrkitError
 from srkit.files import atomic_path, write_text
 from srkit.metrics import psnr
 from srkit.recipes import Recipe
-from srkit.upscale import sr_for_metrics
+from srkit.upscale import from_range, sr_for_metrics, to_range
 from srkit.zoo import save_weights
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,6 @@ class _Stop:
     def restore(self) -> None:
         for s, handler in self._old.items():
             signal.signal(s, handler)
-
-
-def _to_range(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
-    lo, hi = value_range
-    return x if (lo, hi) == (0.0, 1.0) else x * (hi - lo) + lo
 
 
 def _lr_factor(recipe: Recipe, step: int) -> float:
@@ -208,7 +203,7 @@ class Trainer:
         generator = torch.Generator().manual_seed((self.recipe.seed * 1_000_003 + self.rank) * 1_000_000_007 + step)
         lr, hr = self.data.batch(self.recipe.batch_size, generator, self.recipe.augment)
         fmt = torch.channels_last if self.recipe.channels_last else torch.contiguous_format
-        lr = _to_range(lr, self.info.input_range).to(self.device, memory_format=fmt, non_blocking=True)
+        lr = to_range(lr, self.info.input_range).to(self.device, memory_format=fmt, non_blocking=True)
         return lr, hr.to(self.device, non_blocking=True)
 
     def train_step(self, step: int) -> float:
@@ -216,10 +211,9 @@ class Trainer:
         autocast = torch.autocast("cuda", self.amp_dtype) if self.amp_dtype else nullcontext()
         with autocast:
             raw = self.net(lr)
-            lo, hi = self.info.output_range
-            sr = raw if (lo, hi) == (0.0, 1.0) else (raw - lo) / (hi - lo)
+            sr = from_range(raw, self.info.output_range)
             # The loss is taken in the model's own output range, as its paper trains it (seed 000: [-1, 1]).
-            loss = self.content(raw.float(), _to_range(hr, self.info.output_range))
+            loss = self.content(raw.float(), to_range(hr, self.info.output_range))
             if self.disc is not None:
                 loss = loss + self.recipe.adversarial_weight * self._adversarial_step(sr, hr)
         if not torch.isfinite(loss):

@@ -49,12 +49,21 @@ def super_resolve(model: nn.Module, lr: torch.Tensor, scale: int | None = None) 
     return _forward(model, imresize(lr, scale=scale or info.scale) if info.upsampled_input else lr)
 
 
+def to_range(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """[0, 1] -> a model's value range (espcn-rgb: 0..255 in, -1..1 out)."""
+    lo, hi = value_range
+    return x if (lo, hi) == (0.0, 1.0) else x * (hi - lo) + lo
+
+
+def from_range(y: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """A model's value range -> [0, 1]."""
+    lo, hi = value_range
+    return y if (lo, hi) == (0.0, 1.0) else (y - lo) / (hi - lo)
+
+
 def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The network on its input kind in [0, 1], mapped to and from the value ranges it was trained with."""
-    lo, hi = model.info.input_range
-    y = model(x * (hi - lo) + lo if (lo, hi) != (0.0, 1.0) else x)
-    lo, hi = model.info.output_range
-    return (y - lo) / (hi - lo) if (lo, hi) != (0.0, 1.0) else y
+    return from_range(model(to_range(x, model.info.input_range)), model.info.output_range)
 
 
 def _to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
