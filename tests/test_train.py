@@ -104,21 +104,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(root, tmp_path):
     assert _final_state(tmp_path / "run")["progress"]["step"] == 2
 
 
+def _train_args(recipe, out, root):
+    return ["-m", "srkit", "train", str(recipe), "--out", str(out), "--data-root", str(root), "--no-progress"]
+
+
 def test_sigterm_leaves_a_loadable_checkpoint_and_resumes(root, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model: espcn\nscale: 2\npatch_size: 16\ntrain_sets: [T91]\nsteps: 100000\nthreads: 1\n")
-    cmd = [
-        sys.executable,
-        "-m",
-        "srkit",
-        "train",
-        str(recipe),
-        "--out",
-        str(tmp_path / "run"),
-        "--data-root",
-        str(root),
-        "--no-progress",
-    ]
+    cmd = [sys.executable, *_train_args(recipe, tmp_path / "run", root)]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     log = tmp_path / "run" / "log.csv"
     deadline = time.time() + 60
@@ -141,22 +134,8 @@ def test_two_process_gloo_ddp_run(root, tmp_path):
         "model: espcn\nscale: 2\npatch_size: 16\ntrain_sets: [T91]\nsteps: 4\nbatch_size: 2\n"
         "val_every: 4\ncheckpoint_every: 4\nthreads: 1\n"
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--standalone",
-        "-m",
-        "srkit",
-        "train",
-        str(recipe),
-        "--out",
-        str(tmp_path / "run"),
-        "--data-root",
-        str(root),
-        "--no-progress",
-    ]
+    launcher = ["-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
+    cmd = [sys.executable, *launcher, *_train_args(recipe, tmp_path / "run", root)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-4000:]
     assert _final_state(tmp_path / "run")["progress"]["step"] == 4
