@@ -60,7 +60,8 @@ def test_bicubic_reproduces_the_published_set5_table(datasets):
         (["eval", "--dataset", "Set6"], "unknown dataset 'Set6'"),
         (["eval", "--scale", "5"], "scale 5 is not supported"),
         (["eval", "--dataset", "BSD100"], "dataset BSD100 not found"),
-        (["eval", "--model", "nope"], "unknown model 'nope'"),
+        (["eval", "--model", "nope"], "unknown pretrained model 'nope'"),
+        (["eval", "--weights", "missing.safetensors"], "no such weights file"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(tiny_root, capsys, args, message):

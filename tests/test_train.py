@@ -58,6 +58,9 @@ def test_every_recipe_trains_a_few_steps(path, root, tmp_path):
     assert np.isfinite(best)
     model = load_weights(tmp_path / "run" / "best.safetensors")
     assert model.info.name == recipe.model and model.info.scale == recipe.scale
+    final = load_weights(tmp_path / "run" / "final.safetensors")  # the last step's weights, which the zoo ships
+    for name, value in final.state_dict().items():
+        assert torch.equal(value, trainer.model.state_dict()[name].cpu())
     assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 3  # header + 2 steps
     assert (tmp_path / "run" / "curves.png").stat().st_size > 0
 

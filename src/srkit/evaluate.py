@@ -7,11 +7,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 from tqdm import tqdm
 
 from srkit.data import benchmark
 from srkit.imaging.resize import imresize
 from srkit.metrics import psnr, ssim
+from srkit.upscale import sr_for_metrics
 
 # A method maps a uint8 LR image (HxW or HxWx3) and a scale to its uint8 SR image of the same layout.
 Method = Callable[[np.ndarray, int], np.ndarray]
@@ -20,6 +22,11 @@ Method = Callable[[np.ndarray, int], np.ndarray]
 def bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
     """The baseline every paper reports: MATLAB bicubic upscaling."""
     return imresize(lr, scale=scale)
+
+
+def network(model: nn.Module) -> Method:
+    """An SR network as the protocol measures it: Y models on the Y channel, RGB models on RGB."""
+    return lambda lr, scale: sr_for_metrics(model, lr, scale)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The training loop: one loop for every recipe, checkpointed, exactly resumable, and torchrun-ready.
 
 A run directory holds `checkpoint.pt` (model, optimiser, scheduler, step, RNG state, recipe; written
-atomically), `best.safetensors` (the best validation weights, self-describing), `recipe.yaml`,
+atomically), `best.safetensors` (the best validation weights, self-describing), `final.safetensors` (the
+weights of the last step, which the zoo ships), `recipe.yaml`,
 `log.csv`, TensorBoard scalars in `tb/` and `curves.png`. The batch of step k is drawn from a generator
 seeded by (seed, rank, k), so a resumed run sees exactly the batches an uninterrupted one would.
 """
@@ -320,6 +321,8 @@ class Trainer:
                     step=str(done),
                 )
             self.bar.set_postfix(loss=row.get("loss", "-"), psnr=f"{value:.2f}", best=f"{self.state.best_psnr:.2f}")
+        if self.rank == 0 and last:  # what the zoo ships: chosen by the schedule, not by a test set's PSNR
+            save_weights(self.model, self.out / "final.safetensors", recipe.model_options, step=str(done))
         if self.logger and len(row) > 2:
             self.logger.write(row)
         if done % recipe.checkpoint_every == 0 or last or force_checkpoint:

@@ -1,11 +1,23 @@
-"""Self-describing weight files: safetensors whose metadata says how to rebuild the network."""
+"""The pretrained weights shipped in the package, as typed records, and self-describing weight files.
+
+Each record (`src/srkit/zoo.json`, written by `benchmarks/zoo_results.py`, never by hand) names a
+safetensors file in `srkit/weights/`, its full sha256 (checked every time it is loaded), its parameter
+count, the recipe that trained it and its PSNR/SSIM on the benchmark sets with the papers' protocol.
+A weights file also describes itself (model name, scale and build options in its metadata), so
+`--weights any.safetensors` rebuilds the network without the zoo.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import dacite
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
@@ -14,6 +26,103 @@ from torch import nn
 from srkit import models
 from srkit.errors import SrkitError
 from srkit.files import atomic_path
+from srkit.upscale import Upscaler
+
+RECORDS = "zoo.json"
+DEFAULT_MODEL = "espcn"  # `srkit upscale photo.jpg` uses espcn-x{scale}: the fastest good Y model
+
+
+@dataclass(frozen=True)
+class Score:
+    """Mean PSNR (dB) and SSIM on the Y channel of one benchmark set at one scale."""
+
+    dataset: str
+    scale: int
+    psnr: float
+    ssim: float
+
+
+@dataclass(frozen=True)
+class Record:
+    """One shipped weight: what it is, how it was made, and how well it does."""
+
+    id: str  # "espcn-x3"
+    model: str  # registry name
+    options: dict[str, Any]  # build() overrides of the registry configuration
+    scale: int  # the scale it was built with; VDSR handles `scales`
+    scales: tuple[int, ...]
+    training_set: str
+    file: str  # in srkit/weights/
+    sha256: str
+    params: int
+    recipe: str  # the committed recipe that trained it
+    training: str  # steps, wall-clock time and hardware of the run
+    scores: tuple[Score, ...]
+
+    @property
+    def path(self) -> Path:
+        return Path(str(resources.files("srkit") / "weights" / self.file))
+
+    def score(self, dataset: str, scale: int) -> Score | None:
+        return next((s for s in self.scores if (s.dataset, s.scale) == (dataset, scale)), None)
+
+
+@functools.cache
+def records() -> dict[str, Record]:
+    """Every shipped weight by id, in the order of the records file."""
+    source = resources.files("srkit") / RECORDS
+    rows = json.loads(source.read_text()) if source.is_file() else []
+    config = dacite.Config(strict=True, cast=[tuple])
+    return {row["id"]: dacite.from_dict(Record, row, config) for row in rows}
+
+
+def record(name: str) -> Record:
+    """The record of a zoo id; an unknown id is an error that lists the valid ones."""
+    zoo = records()
+    if name not in zoo:
+        valid = ", ".join(zoo) or "none yet"
+        raise SrkitError(f"unknown pretrained model {name!r}; available: {valid}")
+    return zoo[name]
+
+
+def default_id(scale: int | None = None) -> str:
+    """The zoo id `srkit upscale` uses when no model is named: espcn at `scale` (3 if not given)."""
+    return f"{DEFAULT_MODEL}-x{scale or 3}"
+
+
+def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
+    """The network of a zoo id, its weights verified against the record's sha256, in eval mode."""
+    entry = record(name)
+    digest = sha256(entry.path)
+    if digest != entry.sha256:
+        raise SrkitError(f"{entry.path}: sha256 {digest} does not match the zoo's {entry.sha256}; reinstall srkit")
+    return load_weights(entry.path, device)
+
+
+def load_model(
+    name: str | None = None, weights: str | Path | None = None, scale: int | None = None, device: str = "cpu"
+) -> nn.Module:
+    """The network of a weights file if one is given, else of a zoo id (None: the default at `scale`)."""
+    if weights:
+        return load_weights(weights, device)
+    return load_pretrained(name or default_id(scale), device)
+
+
+def load(name: str | Path, **options: Any) -> Upscaler:
+    """A ready upscaler for a zoo id ("espcn-x3") or a .safetensors file written by srkit.
+
+    `options` go to `Upscaler` (scale, tile, device, half): `srkit.load("espcn-x3").upscale(image)`.
+    """
+    weights = name if Path(name).suffix == ".safetensors" else None
+    return Upscaler(load_model(str(name), weights, device=options.get("device", "cpu")), **options)
+
+
+def sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def save_weights(model: nn.Module, path: str | Path, options: dict[str, Any], **extra: str) -> None:

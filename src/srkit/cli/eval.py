@@ -5,17 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 
-from srkit.data import BENCHMARKS, SCALES, check_benchmark, check_scale, data_root
+from srkit import zoo
+from srkit.data import BENCHMARKS, check_benchmark, check_scale, data_root
 from srkit.errors import SrkitError
-from srkit.evaluate import bicubic, evaluate, format_table
+from srkit.evaluate import bicubic, evaluate, format_table, network
 from srkit.files import write_text
-
-METHODS = {"bicubic": bicubic}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="PSNR/SSIM on benchmark sets with the papers' protocol")
-    parser.add_argument("--model", default="bicubic", help="method to evaluate (default: bicubic)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", default="bicubic", help="bicubic or a pretrained model id (default: bicubic)")
+    source.add_argument("--weights", metavar="FILE", help="a weights file written by srkit (.safetensors)")
     parser.add_argument(
         "--dataset",
         nargs="+",
@@ -23,21 +24,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help=f"benchmark sets (default: {' '.join(BENCHMARKS)})",
     )
-    parser.add_argument(
-        "--scale", nargs="+", type=int, default=list(SCALES), metavar="N", help="scales (default: 2 3 4)"
-    )
+    parser.add_argument("--scale", nargs="+", type=int, metavar="N", help="scales (default: 2 3 4, or the model's own)")
     parser.add_argument("--data-root", help="folder holding the datasets (default: $SRKIT_DATA)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--json", metavar="FILE", help="also write the records as JSON")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.model not in METHODS:
-        raise SrkitError(f"unknown model {args.model!r}; choose from {', '.join(METHODS)}")
     datasets = [check_benchmark(d) for d in args.dataset]
-    scales = [check_scale(s) for s in args.scale]
+    if args.weights or args.model != "bicubic":
+        model = zoo.load_model(args.model, args.weights, device=args.device)
+        name, method, scales = args.weights or args.model, network(model), model.info.scales
+    else:
+        name, method, scales = "bicubic", bicubic, (2, 3, 4)
+    for scale in args.scale or scales:
+        if check_scale(scale) not in scales:
+            raise SrkitError(f"{name} upscales by {' or '.join(map(str, scales))}, not by {scale}")
     root = data_root(args.data_root)
-    records = [evaluate(args.model, METHODS[args.model], d, s, root) for d in datasets for s in scales]
+    records = [evaluate(name, method, d, s, root) for d in datasets for s in args.scale or scales]
     print(format_table(records))
     if args.json:
         write_text(args.json, json.dumps([r.to_dict() for r in records], indent=1) + "\n")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from srkit import zoo
+from srkit.data import BENCHMARKS
 from srkit.models import ModelRow, describe, names
 
 # (header, cell) per column; a new column (pretrained weights, say) is one more line here.
@@ -20,28 +22,46 @@ COLUMNS: list[tuple[str, Callable[[ModelRow], str]]] = [
 ]
 
 
+def _scores(record: zoo.Record, dataset: str) -> str:
+    """PSNR/SSIM on one set, one pair per scale the weight handles."""
+    found = [s for s in (record.score(dataset, scale) for scale in record.scales) if s]
+    return " ".join(f"{s.psnr:.2f}/{s.ssim:.4f}" for s in found) or "-"
+
+
+ZOO_COLUMNS: list[tuple[str, Callable[[zoo.Record], str]]] = [
+    ("pretrained", lambda r: r.id),
+    ("model", lambda r: r.model),
+    ("scale", lambda r: ",".join(map(str, r.scales))),
+    ("params", lambda r: f"{r.params:,}"),
+    *((d, lambda r, d=d: _scores(r, d)) for d in BENCHMARKS),
+    ("trained on", lambda r: r.training_set),
+]
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "models",
         help="list the architectures",
         description="Parameters, multiply-accumulates per output pixel and per 1920x1080 output frame, "
-        "and receptive field (in input pixels) of every architecture.",
+        "and receptive field (in input pixels) of every architecture; then the pretrained weights shipped "
+        "with srkit and their PSNR/SSIM (Y channel, the papers' protocol) on the benchmark sets.",
     )
     parser.add_argument("--scale", type=int, default=3, help="scale to build the SR models at (default 3)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = [describe(name, args.scale) for name in names()]
-    print(format_table(rows))
+    print(format_table(COLUMNS, [describe(name, args.scale) for name in names()]))
+    records = list(zoo.records().values())
+    print("\n" + (format_table(ZOO_COLUMNS, records) if records else "No pretrained weights are shipped yet."))
     return 0
 
 
-def format_table(rows: list[ModelRow]) -> str:
-    """Plain aligned text: the first and last columns left-aligned, numbers right-aligned."""
-    cells = [[header for header, _ in COLUMNS]] + [[cell(row) for _, cell in COLUMNS] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    left = (0, len(COLUMNS) - 1)
+def format_table(columns: list[tuple[str, Callable]], rows: list) -> str:
+    """Plain aligned text: the first and last columns left-aligned, the others right-aligned."""
+    cells = [[header for header, _ in columns]] + [[cell(row) for _, cell in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    left = (0, len(columns) - 1)
     lines = [
         "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
         for line in cells

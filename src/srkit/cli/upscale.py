@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from torch import nn
-
 from srkit import zoo
-from srkit.errors import SrkitError
 from srkit.upscale import Upscaler, plan, upscale_files
 
 
@@ -28,7 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="output file (one input), or folder where outputs keep their input's name and relative path",
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", metavar="ID", help="pretrained model id, e.g. espcn-x3 (default: the zoo's)")
+    source.add_argument(
+        "--model",
+        metavar="ID",
+        help="pretrained model id (see `srkit models`; default: espcn at --scale, else espcn-x3)",
+    )
     source.add_argument("--weights", metavar="FILE", help="a weights file written by srkit (.safetensors)")
     parser.add_argument("--scale", type=int, metavar="N", help="scale, for models that have several (VDSR)")
     parser.add_argument("--tile", type=int, metavar="N", help="tile size in input pixels (default: as memory allows)")
@@ -38,17 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def load_model(name: str | None, weights: str | None) -> nn.Module:
-    """The network of --weights FILE, else the pretrained model --model ID (or the zoo's default)."""
-    if weights:
-        return zoo.load_weights(weights)
-    if not hasattr(zoo, "resolve_model"):
-        raise SrkitError("no pretrained models are available yet: pass --weights FILE")
-    return zoo.resolve_model(name)
-
-
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model, args.weights)
+    model = zoo.load_model(args.model, args.weights, args.scale, args.device)
     upscaler = Upscaler(model, scale=args.scale, tile=args.tile, device=args.device, half=args.half)
     jobs = plan(args.inputs, args.output, upscaler.scale)
     summary = upscale_files(upscaler, jobs, overwrite=args.overwrite)

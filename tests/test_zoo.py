@@ -1,0 +1,112 @@
+"""The shipped weights: checksums, parameter counts, golden outputs, scores that are still true, srkit.load."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import srkit
+from srkit import models, zoo
+from srkit.cli import main
+from srkit.data import BENCHMARKS
+from srkit.errors import SrkitError
+from srkit.evaluate import evaluate, network
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "data" / "zoo"
+RECORDS = list(zoo.records().values())
+IDS = [r.id for r in RECORDS]
+
+
+def test_the_zoo_ships_weights() -> None:
+    assert zoo.default_id() in IDS, "the default model of `srkit upscale` must be in the zoo"
+    files = sorted(p.name for p in (ROOT / "src" / "srkit" / "weights").glob("*.safetensors"))
+    assert files == sorted(r.file for r in RECORDS), "every weight file has a record and every record a file"
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=IDS)
+def test_record_matches_its_file(record: zoo.Record) -> None:
+    assert zoo.sha256(record.path) == record.sha256
+    model = zoo.load_pretrained(record.id)
+    assert zoo.count_params(model) == record.params
+    assert (model.info.name, model.info.scale, model.info.scales) == (record.model, record.scale, record.scales)
+    metadata = zoo.read_metadata(record.path)
+    assert metadata["srkit.model"] == record.model
+    assert (ROOT / record.recipe).is_file()
+    measured = {(s.dataset, s.scale) for s in record.scores}
+    assert measured == {(d, s) for d in BENCHMARKS for s in record.scales}
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=IDS)
+def test_golden_output(record: zoo.Record) -> None:
+    rgb = np.asarray(Image.open(GOLDEN / "tiny.png").convert("RGB"), np.float32) / 255
+    out = srkit.load(record.id).upscale(rgb)
+    golden = np.load(GOLDEN / f"{record.id}.npy", allow_pickle=False)
+    assert out.shape == golden.shape == (rgb.shape[0] * record.scale, rgb.shape[1] * record.scale, 3)
+    np.testing.assert_allclose(out, golden, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=IDS)
+def test_set5_score_is_current(record: zoo.Record, datasets: Path) -> None:
+    """The record's Set5 PSNR is what the weights give today (catches a stale zoo.json)."""
+    model = zoo.load_pretrained(record.id)
+    for scale in record.scales:
+        measured = evaluate(record.id, network(model), "Set5", scale, datasets, progress=False)
+        assert measured.psnr == pytest.approx(record.score("Set5", scale).psnr, abs=1e-3)
+
+
+def test_a_changed_file_fails_its_checksum(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    record = zoo.record(zoo.default_id())
+    copy = tmp_path / record.file
+    shutil.copyfile(record.path, copy)
+    copy.write_bytes(copy.read_bytes()[:-4] + b"\0\0\0\0")
+    fake = dataclasses.replace(record, file=copy.name)
+    monkeypatch.setattr(zoo.Record, "path", property(lambda r: tmp_path / r.file))
+    monkeypatch.setattr(zoo, "records", lambda: {fake.id: fake})
+    with pytest.raises(SrkitError, match="sha256"):
+        zoo.load_pretrained(fake.id)
+
+
+def test_unknown_id_lists_the_zoo() -> None:
+    with pytest.raises(SrkitError, match=zoo.default_id()):
+        srkit.load("espcn-x9")
+
+
+def test_load_round_trip(tmp_path: Path) -> None:
+    """srkit.load takes a zoo id or a weights file and returns an upscaler that keeps the input's kind."""
+    upscaler = srkit.load(zoo.default_id())
+    assert isinstance(upscaler, srkit.Upscaler)
+    image = Image.open(GOLDEN / "tiny.png")
+    out = upscaler.upscale(image)
+    assert isinstance(out, Image.Image) and out.size == (image.width * 3, image.height * 3) and out.mode == "RGB"
+    assert isinstance(upscaler.upscale(torch.rand(3, 8, 8)), torch.Tensor)
+
+    path = tmp_path / "mine.safetensors"
+    zoo.save_weights(zoo.load_pretrained(zoo.default_id()), path, {})
+    again = srkit.load(path).upscale(np.asarray(image))
+    np.testing.assert_array_equal(again, np.asarray(out))
+
+    with pytest.raises(SrkitError, match="scale"):
+        srkit.load(zoo.default_id(), scale=2)
+    models.build("espcn", 3)  # the registry is untouched by loading
+
+
+def test_cli_lists_and_upscales_with_the_zoo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models"]) == 0
+    assert zoo.default_id() in capsys.readouterr().out
+    out = tmp_path / "butterfly_x3.png"
+    assert main(["upscale", str(ROOT / "samples" / "butterfly_lr.png"), "-o", str(out)]) == 0
+    assert Image.open(out).size == (255, 255)
+
+
+def test_cli_evaluates_a_zoo_model(capsys: pytest.CaptureFixture[str], datasets: Path) -> None:
+    assert main(["eval", "--model", zoo.default_id(), "--dataset", "Set5", "--data-root", str(datasets)]) == 0
+    assert "Set5" in capsys.readouterr().out
+    assert main(["eval", "--model", zoo.default_id(), "--scale", "2", "--data-root", str(datasets)]) == 1
+    assert "not by 2" in capsys.readouterr().err
