@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import onnx
@@ -67,6 +68,31 @@ def test_cli_exports_a_weights_file(tmp_path):
     assert (tmp_path / "v.pt2").stat().st_size > 0
 
 
+@pytest.mark.parametrize(
+    ("name", "scale", "options"),
+    [("espcn", 4, {}), ("fsrcnn", 3, {"d": 8, "s": 4, "m": 1}), ("srcnn", 2, {})],  # shuffle, deconv, same size
+)
+@EXPORTER_WARNINGS
+def test_torchscript_holds_at_other_sizes(tmp_path, name, scale, options):
+    model = build(name, scale, **options)
+    path = tmp_path / "model.pt"
+    export(model, path, "torchscript")
+    extra = {"srkit.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loaded = torch.jit.load(str(path), _extra_files=extra)
+    assert json.loads(extra["srkit.json"])["srkit.scale"] == str(scale)
+    for batch, height, width in SIZES:
+        x = torch.rand(batch, 1, height, width)
+        torch.testing.assert_close(loaded(x), model(x).detach(), atol=1e-5, rtol=1e-5)
+
+
+@EXPORTER_WARNINGS
+def test_cli_exports_a_zoo_model(tmp_path):
+    assert main(["export", "espcn-x3", "--format", "onnx", "-o", str(tmp_path / "e.onnx")]) == 0
+    assert main(["export", "--format", "onnx", "-o", str(tmp_path / "e.onnx")]) == 1
+
+
 def test_unknown_format_is_an_error(tmp_path):
     with pytest.raises(SrkitError, match="unknown export format"):
-        export(build("espcn", 3), tmp_path / "m.x", "torchscript")
+        export(build("espcn", 3), tmp_path / "m.x", "tflite")

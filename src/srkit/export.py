@@ -1,9 +1,10 @@
-"""Exporting a network for other runtimes: ONNX, and PyTorch's own torch.export archive (.pt2).
+"""Exporting a network for other runtimes: ONNX, TorchScript, and PyTorch's torch.export archive (.pt2).
 
-Both hold the raw network, with dynamic batch, height and width; what its input and output mean is
+Each holds the raw network, with dynamic batch, height and width; what its input and output mean is
 written beside it (model name, scale, Y or RGB, value ranges, bicubic-upscaled input), so that a runtime
 without srkit can prepare the input as `srkit.upscale.super_resolve` does.
-TorchScript (torch.jit.trace and torch.jit.script) is deprecated in PyTorch 2.13; torch.export replaces it.
+TorchScript is what LibTorch (C++) and older deployments load; PyTorch 2.13 deprecates it in favour of
+torch.export, so srkit traces it with that warning silenced and tests that the trace holds at other sizes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import copy
 import io
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -21,7 +23,7 @@ from torch import nn
 from srkit.errors import SrkitError
 from srkit.files import atomic_path
 
-FORMATS = ("onnx", "pt2")
+FORMATS = ("onnx", "torchscript", "pt2")
 ONNX_OPSET = 18
 EXAMPLE_SIZE = (2, 17, 23)  # batch, height, width of the example input; not 1, which torch.export fixes
 
@@ -43,7 +45,7 @@ def contract(model: nn.Module) -> dict[str, str]:
 
 
 def export(model: nn.Module, path: str | Path, format: str) -> None:
-    """Write `model` as `format` ("onnx" or "pt2") to `path`, atomically."""
+    """Write `model` as `format` ("onnx", "torchscript" or "pt2") to `path`, atomically."""
     if format not in FORMATS:
         raise SrkitError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)}")
     model = copy.deepcopy(model).cpu().float().eval()
@@ -53,6 +55,11 @@ def export(model: nn.Module, path: str | Path, format: str) -> None:
     with atomic_path(path) as tmp:
         if format == "onnx":
             _export_onnx(model, example, (dims,), tmp)
+        elif format == "torchscript":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                traced = torch.jit.trace(model, example)
+                torch.jit.save(traced, str(tmp), _extra_files={"srkit.json": json.dumps(contract(model), indent=1)})
         else:
             program = torch.export.export(model, example, dynamic_shapes=(dims,))
             extra = {"srkit.json": json.dumps(contract(model), indent=1)}

@@ -1,4 +1,4 @@
-"""`srkit export`: write a network as ONNX or as a torch.export archive (.pt2)."""
+"""`srkit export`: write a network as ONNX, TorchScript or a torch.export archive (.pt2)."""
 
 from __future__ import annotations
 
@@ -17,17 +17,19 @@ log = logging.getLogger(__name__)
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="export a network to ONNX or torch.export (.pt2)",
+        help="export a network to ONNX, TorchScript or torch.export (.pt2)",
         description="Export the raw network with dynamic batch, height and width. Its input and output "
         "contract (model, scale, Y or RGB, value ranges, bicubic-upscaled input) is stored beside it: "
-        "ONNX metadata_props, or srkit.json inside the .pt2 archive.",
+        "ONNX metadata_props, or srkit.json inside the TorchScript or .pt2 archive.",
     )
     parser.add_argument(
         "model", nargs="?", metavar="MODEL", help="pretrained model id, or an architecture name (random weights)"
     )
     parser.add_argument("--weights", metavar="FILE", help="a weights file written by srkit, instead of MODEL")
     parser.add_argument("--scale", type=int, metavar="N", help="scale of an architecture built with random weights")
-    parser.add_argument("--format", choices=FORMATS, required=True, help="onnx, or pt2 (torch.export)")
+    parser.add_argument(
+        "--format", choices=FORMATS, required=True, help="onnx, torchscript (LibTorch), or pt2 (torch.export)"
+    )
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
     parser.set_defaults(func=run)
 
@@ -41,10 +43,9 @@ def load_model(name: str | None, weights: str | None, scale: int | None) -> nn.M
     if name in models.names():
         log.warning("%s: exporting randomly initialised weights", name)
         return models.build(name, scale)
-    if hasattr(zoo, "resolve_model"):
-        return zoo.resolve_model(name)
-    architectures = ", ".join(models.names())
-    raise SrkitError(f"no pretrained models exist yet: give --weights FILE or an architecture ({architectures})")
+    if not name:
+        raise SrkitError("give a pretrained model id (see `srkit models`), an architecture name or --weights FILE")
+    return zoo.load_pretrained(name)
 
 
 def run(args: argparse.Namespace) -> int:
