@@ -3,8 +3,11 @@
 ESPCN and FSRCNN-small (the peer's files in ../shared/peers/opencv_dnn_superres) at x2, x3 and x4, and plain
 bicubic (OpenCV) as a floor, interleaved round by round in one process (this CPU's speed swings ~2x within
 seconds); medians and the interquartile range. srkit runs the same networks through `srkit.Upscaler`
-(Y with the network, Cb/Cr bicubic) with random weights: the cost does not depend on the values. Also
-reports the share of this CPU's measured convolution throughput (64->64 3x3, channels_last) srkit reaches.
+(Y with the network, Cb/Cr bicubic) with random weights: the cost does not depend on the values. (OpenCV's
+ESPCN files use ReLU where srkit's `espcn` has the paper's tanh.) Also reports the share of this CPU's
+measured convolution throughput (64->64 3x3, channels_last) srkit reaches, and what its fast path costs in
+quality: the PSNR (Y, protocol) against the HR frame of the Upscaler's output minus that of srkit's plain
+fp32 pipeline (the network as built, imresize for Cb/Cr, the colour functions), and the PSNR between the two.
 Needs opencv-contrib-python-headless (a benchmark-only dependency).
 
     python benchmarks/upscale_speed.py [--peers ../shared/peers/opencv_dnn_superres] [--rounds 15]
@@ -23,6 +26,9 @@ import numpy as np
 import torch
 
 from srkit import Upscaler
+from srkit.imaging.color import rgb_to_ycbcr, ycbcr_to_rgb
+from srkit.imaging.resize import imresize
+from srkit.metrics import psnr
 from srkit.models import build, describe
 
 RESULTS = Path(__file__).parent / "results" / "upscale_speed.csv"
@@ -46,6 +52,15 @@ def conv_throughput(rounds: int = 10) -> float:
     return 2 * 64 * 64 * 9 * 256 * 256 / statistics.median(times) / 1e9
 
 
+@torch.no_grad()
+def plain(model: torch.nn.Module, lr: np.ndarray, scale: int) -> np.ndarray:
+    """srkit's reference: the network as built on Y, MATLAB bicubic Cb/Cr, BT.601 back to RGB, in float32."""
+    ycbcr = rgb_to_ycbcr(torch.from_numpy(lr).permute(2, 0, 1)[None] / np.float32(255))
+    y = model(ycbcr[:, :1])
+    out = ycbcr_to_rgb(torch.cat([y, imresize(ycbcr[:, 1:], scale=scale)], 1))[0].permute(1, 2, 0)
+    return torch.floor(out.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers", type=Path, default=PEERS)
@@ -54,10 +69,11 @@ def main() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     rows = []
+    small = (rng.random((FRAME[0] // 24, FRAME[1] // 24, 3)) * 255).astype(np.uint8)
+    hr = cv2.resize(small, FRAME[::-1], interpolation=cv2.INTER_CUBIC)  # smooth content, no degenerate input
     for scale in (2, 3, 4):
-        h, w = FRAME[0] // scale, FRAME[1] // scale
-        small = (rng.random((h // 8 + 1, w // 8 + 1, 3)) * 255).astype(np.uint8)
-        lr = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)  # smooth content, no degenerate input
+        lr = imresize(hr, scale=1 / scale)
+        quality = {}
         methods = {
             "opencv bicubic": lambda lr=lr, s=scale: cv2.resize(lr, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
         }
@@ -65,9 +81,12 @@ def main() -> None:
             peer = cv2.dnn_superres.DnnSuperResImpl_create()
             peer.readModel(str(args.peers / f"{prefix}_x{scale}.pb"))
             peer.setModel(algo, scale)
-            upscaler = Upscaler(build(arch, scale).eval())
+            model = build(arch, scale).eval()
+            upscaler = Upscaler(model)
             methods[f"opencv {arch}"] = lambda lr=lr, p=peer: p.upsample(lr)
             methods[f"srkit {arch}"] = lambda lr=lr, u=upscaler: u.upscale(lr)
+            fast, reference = upscaler.upscale(lr), plain(model, lr, scale)
+            quality[arch] = (psnr(fast, hr, scale) - psnr(reference, hr, scale), psnr(fast, reference, scale))
         times = {name: [] for name in methods}
         for fn in methods.values():
             fn()  # warm-up
@@ -88,17 +107,22 @@ def main() -> None:
                 "iqr_ms": f"{q1 * 1e3:.1f}-{q3 * 1e3:.1f}",
                 "opencv_over_srkit": "",
                 "conv_ceiling_share": "",
+                "psnr_delta_db": "",
+                "psnr_vs_plain_db": "",
             }
             if name.startswith("srkit"):
                 row["opencv_over_srkit"] = f"{statistics.median(times[f'opencv {arch}']) / median:.2f}"
                 macs = describe(arch, scale).macs_per_pixel * FRAME[0] * FRAME[1]
                 row["conv_ceiling_share"] = f"{2 * macs / median / 1e9 / gflops:.2f}"
+                row["psnr_delta_db"] = f"{quality[arch][0]:+.4f}"
+                row["psnr_vs_plain_db"] = f"{quality[arch][1]:.1f}"
             rows.append(row)
             print(
                 f"x{scale} {name:<16} {row['median_ms']:>7} ms (IQR {row['iqr_ms']})"
                 + (
                     f"  OpenCV/srkit {row['opencv_over_srkit']}x, {row['conv_ceiling_share']} of the"
-                    f" {gflops:.0f} GFLOP/s conv ceiling"
+                    f" {gflops:.0f} GFLOP/s conv ceiling, PSNR {row['psnr_delta_db']} dB vs plain fp32"
+                    f" ({row['psnr_vs_plain_db']} dB apart)"
                     if row["opencv_over_srkit"]
                     else ""
                 )

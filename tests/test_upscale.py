@@ -77,9 +77,9 @@ def test_tiled_equals_untiled_exactly(kind):
         np.testing.assert_array_equal(tiled.upscale_array(image / np.float32(255)), untiled_float)
 
 
-@pytest.mark.parametrize("kind", ["fsrcnn", "srcnn"])
+@pytest.mark.parametrize("kind", ["espcn", "fsrcnn", "srcnn"])
 def test_tiled_equals_untiled_with_two_threads(kind):
-    """oneDNN's deconvolution and 9x9 convolutions round differently per size with threads; see _prepare."""
+    """oneDNN's deconvolution, one-channel and fused-tanh convolutions round differently per size; see _prepare."""
     torch.set_num_threads(2)
     model = build(kind)
     image = photo(16, 18, 1)

@@ -16,6 +16,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +29,19 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from srkit.errors import SrkitError
 from srkit.files import atomic_path
 from srkit.imaging import video
-from srkit.imaging.color import rgb_to_ycbcr, y_channel, ycbcr_to_rgb
+from srkit.imaging.color import INVERSE, OFFSET01, rgb_to_ycbcr, y_channel
 from srkit.imaging.io import IMAGE_SUFFIXES, Picture, from_array, read_image, to_array, write_image, write_png
-from srkit.imaging.resize import imresize
+from srkit.imaging.resize import contributions, imresize
 from srkit.metrics import to_uint8
 
 log = logging.getLogger(__name__)
 
 MEMORY_BUDGET = 1 << 29  # bytes one tile may take while it is upscaled; larger images are tiled
-# MATLAB's bicubic upscaling reads 2 LR pixels either side; a third keeps every tap, zero or not, inside a
-# tile, so that the tile computes its pixels exactly as the whole image does.
-BICUBIC_REACH = 3
-STABLE_KERNEL = 7  # the largest kernel that oneDNN convolves with the same bits at every input size
+# On the CPU, smaller tiles run faster: buffers over a few tens of MB are page-faulted anew on every call (glibc
+# returns them to the system) and miss the cache; but each tile costs oneDNN set-up, Python and its overlap.
+# 128 MiB was the fastest budget for ESPCN and FSRCNN at x2, x3 and x4 (benchmarks/upscale_speed.py).
+CPU_TILE_BUDGET = 1 << 27
+BICUBIC_REACH = 2  # LR pixels either side that MATLAB's bicubic upscaling reads
 PIPELINE_FLOATS = 16  # floats per output pixel besides the network: colour, Cb/Cr, alpha and their copies
 
 
@@ -133,6 +135,8 @@ class Upscaler:
         radius = info.receptive_radius
         self.margin = -(-radius // scale) + BICUBIC_REACH if info.upsampled_input else max(radius, BICUBIC_REACH)
         self.bytes_per_pixel = _bytes_per_pixel(self.model, scale, self.dtype)
+        self._upsamplers: dict[tuple[int, bool], nn.Module] = {}  # bicubic convolutions, by channels and colour map
+        self._luma = torch.tensor(INVERSE[:, 0], dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
     def upscale(self, image: Image.Image | np.ndarray | torch.Tensor) -> Image.Image | np.ndarray | torch.Tensor:
         """Upscale a PIL image, a numpy image or a torch tensor; the result has the same kind and dtype.
@@ -179,11 +183,12 @@ class Upscaler:
         height, width = image.shape[:2]
         s, m = self.scale, self.margin
         tile = self.tile_size(height, width)
-        for y0 in range(0, height, tile):
-            y1 = min(y0 + tile, height)
+        rows, cols = _even(height, tile), _even(width, tile)
+        for y0 in range(0, height, rows):
+            y1 = min(y0 + rows, height)
             band = np.empty(((y1 - y0) * s, width * s, image.shape[2]), pixels.dtype)
-            for x0 in range(0, width, tile):
-                x1 = min(x0 + tile, width)
+            for x0 in range(0, width, cols):
+                x1 = min(x0 + cols, width)
                 wy0, wx0 = max(y0 - m, 0), max(x0 - m, 0)
                 out = self._window(image[wy0 : min(y1 + m, height), wx0 : min(x1 + m, width)])
                 band[:, x0 * s : x1 * s] = out[(y0 - wy0) * s : (y1 - wy0) * s, (x0 - wx0) * s : (x1 - wx0) * s]
@@ -191,98 +196,179 @@ class Upscaler:
             del band  # before the next one exists: a band can be a large part of the output
 
     def tile_size(self, height: int, width: int) -> int:
-        """Tile size in input pixels: the one asked for, else the largest whose window fits the memory budget."""
+        """Tile size in input pixels: the one asked for, else the largest whose window fits the budget (the memory
+        budget; on the CPU, the cache). Images are then cut into tiles of equal size no larger than it."""
         if self.tile:
             return self.tile
-        pixels = self.memory_budget / self.bytes_per_pixel
+        budget = min(self.memory_budget, CPU_TILE_BUDGET) if self.device.type == "cpu" else self.memory_budget
+        pixels = budget / self.bytes_per_pixel
         if (height + 2 * self.margin) * (width + 2 * self.margin) <= pixels:
             return max(height, width)
         return max(int(math.sqrt(pixels)) - 2 * self.margin, 16)
 
     def _window(self, window: np.ndarray) -> np.ndarray:
         """Upscale one window (h, w, C) of the image to (s*h, s*w, C) of its dtype."""
-        x = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32)).to(self.device).permute(2, 0, 1)
+        # (1, C, h, w) in channels_last memory order, as the convolutions take it; the result comes back in it.
+        x = torch.from_numpy(window).to(self.device).permute(2, 0, 1)[None].float()
         integer = window.dtype.kind == "u"
         if integer:
             x = x / np.iinfo(window.dtype).max
-        colours = 1 if x.shape[0] <= 2 else 3
-        if x.shape[0] in (2, 4):  # premultiplied: a transparent pixel's colour weighs nothing
-            alpha = x[colours:]
-            out = self._colour(x[:colours] * alpha)
+        colours = 1 if x.shape[1] <= 2 else 3
+        if x.shape[1] in (2, 4):  # premultiplied: a transparent pixel's colour weighs nothing
+            alpha = x[:, colours:]
+            out = self._colour(x[:, :colours] * alpha)
             alpha = self._bicubic(alpha).clamp_(0, 1)
             out = torch.where(alpha > 0, out / alpha, out)
-            out = torch.cat([out, alpha])
+            out = torch.cat([out, alpha], 1)
         else:
             out = self._colour(x)
-        out = out.clamp_(0, 1).permute(1, 2, 0)
+        out = out.clamp_(0, 1)
         if integer:
-            out = torch.floor(out * np.iinfo(window.dtype).max + 0.5)
-        return out.cpu().numpy().astype(window.dtype)
+            out = out.mul_(np.iinfo(window.dtype).max).add_(0.5)  # rounded by the cast, which truncates
+        dtype = torch.from_numpy(np.empty(0, window.dtype)).dtype
+        return out[0].permute(1, 2, 0).to("cpu", dtype).numpy()
 
     def _colour(self, x: torch.Tensor) -> torch.Tensor:
-        """Upscale gray (1, h, w) or RGB (3, h, w) colour the way the network's channels ask for."""
+        """Upscale gray (1, 1, h, w) or RGB (1, 3, h, w) colour the way the network's channels ask for."""
         if self.info.channels == "y":
-            if len(x) == 1:
+            if x.shape[1] == 1:
                 return self._network(x)  # a gray image is its own Y
             ycbcr = rgb_to_ycbcr(x)
-            y = self._network(ycbcr[:1])
-            return ycbcr_to_rgb(torch.cat([y, self._bicubic(ycbcr[1:])]))
-        if len(x) == 1:  # gray through an RGB network, back to gray as sr_for_metrics measures it
-            r, g, b = self._network(x.expand(3, -1, -1))
-            return ((r + g + b) / 3)[None]
+            y = self._network(ycbcr[:, :1])
+            # RGB from Y and the bicubic Cb, Cr: the colour matrix is folded into the bicubic convolution.
+            return self._bicubic(ycbcr[:, 1:], ycbcr_to_rgb_affine()).addcmul_(y, self._luma)
+        if x.shape[1] == 1:  # gray through an RGB network, back to gray as sr_for_metrics measures it
+            return self._network(x.expand(-1, 3, -1, -1)).mean(1, keepdim=True)
         return self._network(x)
 
     def _network(self, x: torch.Tensor) -> torch.Tensor:
         x = self._bicubic(x) if self.info.upsampled_input else x
-        return _forward(self.model, x[None].to(self.dtype))[0].float()
+        return _forward(self.model, x.to(self.dtype)).float()
 
-    def _bicubic(self, x: torch.Tensor) -> torch.Tensor:
-        """MATLAB bicubic upscaling of (C, h, w), its symmetric border padding done here.
+    def _bicubic(self, x: torch.Tensor, colours: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
+        """MATLAB bicubic upscaling of (1, C, h, w), then an affine map of its colours (matrix, offset).
 
-        imresize computes border pixels in another way than inner ones, whose rounding can depend on the
-        size; padded, every pixel kept is an inner one, in a tile as in the whole image.
+        A convolution computes every pixel in the same way (imresize does border pixels in another way than
+        inner ones), with MATLAB's symmetric border padding done here: in a tile as in the whole image.
         """
+        key = (x.shape[1], colours is not None)
+        if key not in self._upsamplers:
+            matrix, offset = colours if colours is not None else (np.eye(x.shape[1]), np.zeros(x.shape[1]))
+            self._upsamplers[key] = _bicubic_conv(self.scale, matrix, offset).to(self.device)
         r = BICUBIC_REACH
-        padded = x.index_select(1, _symmetric(x.shape[1], r, x.device))
-        padded = padded.index_select(2, _symmetric(x.shape[2], r, x.device))
-        return imresize(padded, scale=self.scale)[:, r * self.scale : -r * self.scale, r * self.scale : -r * self.scale]
+        padded = x.index_select(2, _symmetric(x.shape[2], r, x.device))
+        padded = padded.index_select(3, _symmetric(x.shape[3], r, x.device))
+        y = self._upsamplers[key](padded).permute(0, 2, 3, 1)  # (1, h, w, ry * scale * C + rx * C + c)
+        n, height, width, channels = y.shape
+        s = self.scale
+        y = y.reshape(n, height, width, s, s, channels // s // s).transpose(2, 3)
+        return y.reshape(n, height * s, width * s, -1).permute(0, 3, 1, 2)  # one copy, in channels_last order
 
 
+def _even(length: int, tile: int) -> int:
+    """The size of `ceil(length / tile)` tiles as equal as can be: no small tile is left at the end."""
+    return -(-length // -(-length // tile))
+
+
+@lru_cache(maxsize=64)
 def _symmetric(length: int, pad: int, device: torch.device) -> torch.Tensor:
     """Indices of MATLAB's symmetric padding by `pad` on both sides: -1 reads 0, `length` reads length - 1."""
     i = torch.arange(-pad, length + pad, device=device) % (2 * length)
     return torch.where(i < length, i, 2 * length - 1 - i)
 
 
+def ycbcr_to_rgb_affine() -> tuple[np.ndarray, np.ndarray]:
+    """The Cb, Cr part of MATLAB's `ycbcr2rgb` in [0, 1] units: rgb = INVERSE[:, 0] * y + matrix @ cbcr + offset."""
+    return INVERSE[:, 1:], -INVERSE @ OFFSET01
+
+
+@lru_cache(maxsize=16)
+def _bicubic_phases(scale: int) -> np.ndarray:
+    """MATLAB's bicubic upscaling by an integer scale in one dimension: (scale, 5) weights, one row per output
+    phase r, for the inputs -2..2 around input pixel i that output scale * i + r reads."""
+    n = 16
+    first, weights = contributions(n, n * scale, scale)
+    phases = np.zeros((scale, 2 * BICUBIC_REACH + 1))
+    i = n // 2
+    for r in range(scale):
+        for k, w in enumerate(weights[scale * i + r]):
+            phases[r, first[scale * i + r] + k - i + BICUBIC_REACH] = w
+    return phases
+
+
+def _bicubic_conv(scale: int, matrix: np.ndarray, offset: np.ndarray) -> nn.Module:
+    """Bicubic upscaling by `scale` and a colour map as one convolution without padding: scale^2 * out channels,
+    one per output phase and colour (channel (ry * scale + rx) * out + c: each pixel's colours stay together)."""
+    phases = _bicubic_phases(scale)
+    kernel = np.einsum("ri,sj->rsij", phases, phases).reshape(scale * scale, *phases.shape[1:] * 2)
+    out_channels, in_channels = matrix.shape
+    conv = nn.Conv2d(in_channels, out_channels * scale * scale, phases.shape[1])
+    weight = kernel[:, None, None] * matrix[None, :, :, None, None]  # (phase, out, in, 5, 5)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(weight.reshape(conv.weight.shape)))
+        conv.bias.copy_(torch.from_numpy(np.tile(offset, scale * scale)))
+    return _StableConv2d(conv) if torch.backends.mkldnn.is_available() else conv
+
+
 class _StableConv2d(nn.Module):
     """A Conv2d whose output bits do not depend on the input size, so that tiles equal the whole image.
 
-    PyTorch hands a 3x3 or 1x1 convolution to oneDNN only when its input is large (over 20480 values) and
-    to its own kernels otherwise, and the two round differently; oneDNN alone gives the same bits for any
-    size with kernels up to 7x7 (measured with 1 and 2 threads), but switches algorithm with the size for
-    larger ones (SRCNN's and SRResNet's 9x9). So: always oneDNN, and larger kernels summed from blocks of
-    at most 7x7 in a fixed order.
+    PyTorch hands small convolutions to its own kernels and large ones to oneDNN, and the two round
+    differently. oneDNN's direct convolution of channels_last tensors gives the same bits at every size (measured
+    for every layer shape of srkit's models, with 1 to 3 threads), except with one input channel, where it takes
+    another path: there the kh rows that the kernel reads become kh channels of a (1, kw) kernel. A following ReLU
+    is fused; oneDNN's fused tanh is not size-stable, so `tanh` (see _fuse) is computed apart, from exp.
     """
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
-        self.conv = conv
+        weight, bias = conv.weight.detach(), None if conv.bias is None else conv.bias.detach()
+        self.rows = conv.in_channels == 1 and conv.kernel_size[0] > 1
+        if self.rows:
+            weight = weight.transpose(1, 2)  # (out, kh, 1, kw)
+        # oneDNN's AVX2 kernels compute 8 output channels at a time; 9 (a x3 sub-pixel layer) take longer than 16.
+        self.out_channels = conv.out_channels
+        padded = -(-self.out_channels // 8) * 8 if self.out_channels > 8 else self.out_channels
+        weight = nn.functional.pad(weight, (0, 0, 0, 0, 0, 0, 0, padded - self.out_channels))
+        bias = None if bias is None else nn.functional.pad(bias, (0, padded - self.out_channels))
+        self.weight = nn.Parameter(weight.contiguous(memory_format=torch.channels_last), requires_grad=False)
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+        self.padding = (0 if self.rows else conv.padding[0], conv.padding[1])
+        self.vertical_padding = conv.padding[0]
+        self.activation = "none"  # "relu", or "tanh": see _fuse
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.conv
-        if max(c.kernel_size) <= STABLE_KERNEL:
-            return torch.mkldnn_convolution(x, c.weight, c.bias, c.padding, c.stride, c.dilation, c.groups)
-        (kh, kw), (ph, pw) = c.kernel_size, c.padding
-        x = nn.functional.pad(x, (pw, pw, ph, ph))
-        height, width = x.shape[2] - kh + 1, x.shape[3] - kw + 1
-        out = None
-        for y0 in range(0, kh, STABLE_KERNEL):
-            for x0 in range(0, kw, STABLE_KERNEL):
-                w = c.weight[:, :, y0 : y0 + STABLE_KERNEL, x0 : x0 + STABLE_KERNEL]
-                window = x[:, :, y0 : y0 + height + w.shape[2] - 1, x0 : x0 + width + w.shape[3] - 1]
-                part = torch.mkldnn_convolution(window, w, None, (0, 0), (1, 1), (1, 1), 1)
-                out = part if out is None else out.add_(part)
-        return out if c.bias is None else out.add_(c.bias.view(1, -1, 1, 1))
+        if self.rows:
+            p, kh = self.vertical_padding, self.weight.shape[1]
+            x = nn.functional.pad(x, (0, 0, p, p)).contiguous()
+            n, _, height, width = x.shape
+            x = x.as_strided((n, kh, height - kh + 1, width), (x.stride(0), width, width, 1))
+        x = x.contiguous(memory_format=torch.channels_last)
+        attr = "relu" if self.activation == "relu" else "none"
+        y = torch.ops.mkldnn._convolution_pointwise(
+            x, self.weight, self.bias, self.padding, (1, 1), (1, 1), 1, attr, [], None
+        )
+        if self.activation == "tanh":  # -tanh(z)/2 = 1/(1 + exp(2z)) - 1/2, the factor 2 being in the weights
+            y = y.exp_().add_(1).reciprocal_().sub_(0.5)
+        return y[:, : self.out_channels]
+
+
+def _fuse(layers: nn.Sequential) -> None:
+    """Fold activations that follow a stable convolution into it: ReLU as is; tanh, when another convolution
+    follows, as -tanh/2 (cheaper from exp than tanh itself, and zero where tanh is, so padding is unchanged),
+    whose factor -2 goes into the next convolution's weights."""
+    for i in range(len(layers) - 1):
+        conv, activation = layers[i], layers[i + 1]
+        if not isinstance(conv, _StableConv2d) or conv.activation != "none":
+            continue
+        if isinstance(activation, nn.ReLU):
+            conv.activation, layers[i + 1] = "relu", nn.Identity()
+        elif isinstance(activation, nn.Tanh) and i + 2 < len(layers) and isinstance(layers[i + 2], _StableConv2d):
+            conv.activation, layers[i + 1] = "tanh", nn.Identity()
+            conv.weight.mul_(2)
+            if conv.bias is not None:
+                conv.bias.mul_(2)
+            layers[i + 2].weight.mul_(-2)
 
 
 def _subpixel(deconv: nn.ConvTranspose2d) -> nn.Module | None:
@@ -335,6 +421,9 @@ def _prepare(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.M
                 setattr(parent, name, _StableConv2d(child))
             elif type(child) is nn.ConvTranspose2d and (replacement := _subpixel(child)) is not None:
                 setattr(parent, name, replacement)
+    for module in list(model.modules()):
+        if isinstance(module, nn.Sequential):
+            _fuse(module)
     return model
 
 
