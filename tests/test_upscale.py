@@ -290,8 +290,10 @@ def test_cli_scale_mismatch_is_one_line(tmp_path, weights, capsys):
     assert err.count("\n") == 1 and "not by 2" in err
 
 
-@pytest.mark.skipif(hasattr(zoo, "resolve_model"), reason="the zoo resolves model ids")
-def test_without_a_zoo_the_cli_asks_for_weights(tmp_path, capsys):
+def test_without_a_model_the_cli_uses_the_zoo_default(tmp_path, capsys):
     Image.fromarray(photo(8, 9)).save(tmp_path / "a.png")
-    assert main(["upscale", str(tmp_path / "a.png")]) == 1
-    assert "pass --weights FILE" in capsys.readouterr().err
+    assert main(["upscale", str(tmp_path / "a.png")]) == 0
+    assert Image.open(tmp_path / f"a_x{zoo.record(zoo.default_id()).scale}.png").size == (27, 24)
+    assert main(["upscale", str(tmp_path / "a.png"), "--model", "espcn-x9"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown pretrained model 'espcn-x9'" in err and err.count("\n") == 1
