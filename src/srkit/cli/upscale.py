@@ -32,7 +32,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     source.add_argument("--weights", metavar="FILE", help="a weights file written by srkit (.safetensors)")
     parser.add_argument("--scale", type=int, metavar="N", help="scale, for models that have several (VDSR)")
-    parser.add_argument("--tile", type=int, metavar="N", help="tile size in input pixels (default: sized for speed, within the memory budget)")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        metavar="N",
+        help="tile size in input pixels (default: sized for speed, within the memory budget)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--half", action="store_true", help="float16 on CUDA")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
