@@ -11,7 +11,7 @@ import sys
 from srkit.errors import SrkitError
 
 # Each subcommand module defines add_parser(subparsers), which sets `func` on its parser.
-SUBCOMMANDS = ("eval", "models", "train", "upscale", "export")
+SUBCOMMANDS = ("eval", "models", "train", "upscale", "export", "serve")
 
 
 class _Parser(argparse.ArgumentParser):
