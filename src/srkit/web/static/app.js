@@ -9,7 +9,7 @@ async function init() {
   page.config = await (await fetch("/api/config")).json();
   const { max_bytes, max_pixels, max_waiting } = page.config.limits;
   $("limits").textContent =
-    `Limits: uploads up to ${megabytes(max_bytes)} (image and ground truth together); images up to ` +
+    `Limits: uploads up to ${byteSize(max_bytes)} (image and ground truth together); images up to ` +
     `${max_pixels.toLocaleString("en")} pixels (each result has scale² times as many); one job at a time, ` +
     `up to ${max_waiting} waiting.`;
   buildScales();
@@ -60,14 +60,14 @@ function buildModels() {
 }
 
 const scale = () => Number(document.querySelector('input[name="scale"]:checked').value);
-const megabytes = (bytes) => `${+(bytes / 1e6).toPrecision(3)} MB`;
+const byteSize = (bytes) => (bytes < 1e6 ? `${Math.ceil(bytes / 1e3)} KB` : `${+(bytes / 1e6).toPrecision(3)} MB`);
 
 // A drop zone and its file picker both set page.files[kind].
 function acceptFiles(kind) {
   const zone = $(`${kind}-drop`);
   const choose = (file) => {
     page.files[kind] = file;
-    $(`${kind}-name`).textContent = file ? `${file.name} (${megabytes(file.size)})` : "";
+    $(`${kind}-name`).textContent = file ? `${file.name} (${byteSize(file.size)})` : "";
   };
   $(kind).addEventListener("change", () => choose($(kind).files[0] || null));
   zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
@@ -91,7 +91,7 @@ async function run() {
   if (!image) return showError("choose an image to upscale");
   const bytes = image.size + (hr ? hr.size : 0);
   const limit = page.config.limits.max_bytes;
-  if (bytes > limit) return showError(`the upload is ${megabytes(bytes)}; this server takes at most ${megabytes(limit)}`);
+  if (bytes > limit) return showError(`the upload is ${byteSize(bytes)}; this server takes at most ${byteSize(limit)}`);
   const form = new FormData();
   form.append("image", image);
   if (hr) form.append("hr", hr);
@@ -154,10 +154,15 @@ async function showResults(message, image, hr) {
   const models = page.results.slice(1);
   $("against").replaceChildren(...models.map((r) => new Option(r.name, r.name)));
   $("against").disabled = !models.length;
-  $("before").src = page.results[0].url;
+  const { url, width, height } = page.results[0];
+  $("before").src = url;
   await $("before").decode();
-  page.centre = [page.results[0].width / 2, page.results[0].height / 2];
   $("results").hidden = false;
+  // Small results are shown twice as large (pixels doubled, not smoothed) when the page has the room.
+  const factor = Math.max(1, Math.min(2, Math.floor($("results").clientWidth / width)));
+  $("before").style.width = `${width * factor}px`;
+  $("shown").textContent = factor > 1 ? `Shown at ${factor}× (pixels doubled).` : "";
+  page.centre = [width / 2, height / 2];
   drawAgainst();
 }
 
