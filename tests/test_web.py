@@ -11,7 +11,9 @@ import socket
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx2
 import numpy as np
 import pytest
 from PIL import Image
@@ -203,6 +205,23 @@ def test_one_job_at_a_time_others_wait_in_line_and_see_it(client, held):
     assert client.get("/api/status").json() == {"running": 0, "waiting": 0}
 
 
+def test_a_job_whose_page_goes_away_leaves_the_line(held):
+    entered, release = held
+    files = {"image": ("a.png", png(photo(8, 8)), "image/png")}
+    with background(LIMITS) as url, httpx2.Client(base_url=url, timeout=10) as http, ThreadPoolExecutor(1) as pool:
+        try:
+            first = pool.submit(http.post, "/api/upscale", files=files, data={"scale": "3"})
+            assert entered.wait(10)
+            with http.stream("POST", "/api/upscale", files=files, data={"scale": "3"}) as response:
+                assert json.loads(next(response.iter_lines())) == {"state": "queued", "ahead": 1}
+            # the connection is closed: the server notices and takes the job out of the line
+            wait_for(lambda: http.get("/api/status").json() == {"running": 1, "waiting": 0})
+        finally:
+            release.set()  # before the server stops: it waits for its running job
+        assert first.result().text.splitlines()[-1].startswith('{"state": "done"')
+        assert http.get("/api/status").json() == {"running": 0, "waiting": 0}
+
+
 def test_files_go_only_to_a_temporary_folder_and_are_removed(tmp_path, monkeypatch):
     temp, cwd = tmp_path / "temp", tmp_path / "cwd"
     temp.mkdir(), cwd.mkdir()
@@ -280,7 +299,7 @@ def drop(page, selector: str, name: str, content: bytes) -> None:
     page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
 
 
-def test_page_upscales_compares_downloads_and_reports_a_corrupt_file(browser, tmp_path):
+def test_page_upscales_compares_downloads_and_reports_bad_files(browser, tmp_path):
     from playwright.sync_api import expect
 
     hr = photo(90, 120)
@@ -312,6 +331,14 @@ def test_page_upscales_compares_downloads_and_reports_a_corrupt_file(browser, tm
         drop(page, "#image-drop", "broken.png", b"not an image")
         page.click("#run")
         expect(page.locator("#error")).to_contain_text("broken.png: not a readable image")
+        page.set_input_files("#image", {"name": "big.png", "mimeType": "image/png", "buffer": png(photo(100, 101))})
+        page.click("#run")
+        message = "big.png: 101x100 is too many pixels: this server takes images of at most 10,000"
+        expect(page.locator("#error")).to_have_text(message)
+        page.set_input_files("#image", {"name": "huge.png", "mimeType": "image/png", "buffer": bytes(300_000)})
+        page.click("#run")
+        size = -(-(300_000 + len(png(hr))) // 1000)  # the image and the ground truth, in KB rounded up
+        expect(page.locator("#error")).to_have_text(f"the upload is {size} KB; this server takes at most 200 KB")
 
 
 def test_page_shows_that_a_job_waits_in_line(browser, tmp_path, held):
@@ -327,7 +354,9 @@ def test_page_shows_that_a_job_waits_in_line(browser, tmp_path, held):
         pages[0].click("#run")
         assert entered.wait(10)
         pages[1].click("#run")
-        expect(pages[1].locator("#status")).to_have_text("Waiting in line: 1 job ahead of yours…")
-        release.set()
+        try:
+            expect(pages[1].locator("#status")).to_have_text("Waiting in line: 1 job ahead of yours…")
+        finally:
+            release.set()  # before the server stops: it waits for its running job
         for page in pages:
             expect(page.locator("#status")).to_contain_text("Done", timeout=20_000)

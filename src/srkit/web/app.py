@@ -145,10 +145,9 @@ async def page(request: Request) -> Response:
 async def config(request: Request) -> Response:
     """The scales and zoo models to choose from, and the limits."""
     records = zoo.records().values()
-    scales = sorted({*BASE_SCALES, *(s for r in records for s in r.scales)})
     return JSONResponse(
         {
-            "scales": [{"scale": s, "models": [_describe(r, s) for r in records if s in r.scales]} for s in scales],
+            "scales": [{"scale": s, "models": [_describe(r, s) for r in records if s in r.scales]} for s in scales()],
             "limits": vars(request.app.state.limits),
         }
     )
@@ -222,10 +221,14 @@ async def _parse(form: FormData, folder: Path, limits: Limits) -> Job:
     return Job(picture, scale, models, cropped)
 
 
+def scales() -> list[int]:
+    """The scales to choose from: those of the zoo's models, and bicubic's usual ones."""
+    return sorted({*BASE_SCALES, *(s for r in zoo.records().values() for s in r.scales)})
+
+
 def _scale(value: object) -> int:
-    scales = sorted({*BASE_SCALES, *(s for r in zoo.records().values() for s in r.scales)})
-    if not isinstance(value, str) or not value.isdigit() or int(value) not in scales:
-        raise SrkitError(f"scale must be one of {', '.join(map(str, scales))}, not {value!r}")
+    if not isinstance(value, str) or not value.isdigit() or int(value) not in scales():
+        raise SrkitError(f"scale must be one of {', '.join(map(str, scales()))}, not {value!r}")
     return int(value)
 
 
