@@ -3,8 +3,10 @@
 ESPCN and FSRCNN-small (the peer's files in ../shared/peers/opencv_dnn_superres) at x2, x3 and x4, and plain
 bicubic (OpenCV) as a floor, interleaved round by round in one process (this CPU's speed swings ~2x within
 seconds); medians and the interquartile range. srkit runs the same networks through `srkit.Upscaler`
-(Y with the network, Cb/Cr bicubic) with random weights: the cost does not depend on the values. (OpenCV's
-ESPCN files use ReLU where srkit's `espcn` has the paper's tanh.) Also reports the share of this CPU's
+(Y with the network, Cb/Cr bicubic) with random weights: the cost does not depend on the values. OpenCV's
+ESPCN files have ReLU hidden layers and a tanh on the output where srkit's `espcn` has the paper's tanh
+hidden layers: "espcn" is built like the files, and "espcn-paper" (srkit's zoo network) is timed beside it
+against the same OpenCV model. Also reports the share of this CPU's
 measured convolution throughput (64->64 3x3, channels_last) srkit reaches, and what its fast path costs in
 quality: the PSNR (Y, protocol) against the HR frame of the Upscaler's output minus that of srkit's plain
 fp32 pipeline (the network as built, imresize for Cb/Cr, the colour functions), and the PSNR between the two.
@@ -33,8 +35,13 @@ from srkit.models import build, describe
 
 RESULTS = Path(__file__).parent / "results" / "upscale_speed.csv"
 PEERS = Path(__file__).parents[2] / "shared" / "peers" / "opencv_dnn_superres"
-# srkit architecture -> (OpenCV algorithm name, file prefix): the peer ships FSRCNN-small, i.e. fsrcnn-s.
-ARCHS = {"espcn": ("espcn", "ESPCN"), "fsrcnn-s": ("fsrcnn", "FSRCNN-small")}
+# label -> (srkit name, build options, OpenCV algorithm name, file prefix): the peer ships FSRCNN-small (fsrcnn-s)
+# and an ESPCN with ReLU hidden layers and a tanh output; espcn-paper is srkit's own (tanh hidden layers).
+ARCHS = {
+    "espcn": ("espcn", {"activation": "relu", "output_activation": "tanh"}, "espcn", "ESPCN"),
+    "espcn-paper": ("espcn", {}, "espcn", "ESPCN"),
+    "fsrcnn-s": ("fsrcnn-s", {}, "fsrcnn", "FSRCNN-small"),
+}
 FRAME = (1080, 1920)
 
 
@@ -77,13 +84,14 @@ def main() -> None:
         methods = {
             "opencv bicubic": lambda lr=lr, s=scale: cv2.resize(lr, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
         }
-        for arch, (algo, prefix) in ARCHS.items():
-            peer = cv2.dnn_superres.DnnSuperResImpl_create()
-            peer.readModel(str(args.peers / f"{prefix}_x{scale}.pb"))
-            peer.setModel(algo, scale)
-            model = build(arch, scale).eval()
+        for arch, (name, options, algo, prefix) in ARCHS.items():
+            if f"opencv {algo}" not in methods:
+                peer = cv2.dnn_superres.DnnSuperResImpl_create()
+                peer.readModel(str(args.peers / f"{prefix}_x{scale}.pb"))
+                peer.setModel(algo, scale)
+                methods[f"opencv {algo}"] = lambda lr=lr, p=peer: p.upsample(lr)
+            model = build(name, scale, **options).eval()
             upscaler = Upscaler(model)
-            methods[f"opencv {arch}"] = lambda lr=lr, p=peer: p.upsample(lr)
             methods[f"srkit {arch}"] = lambda lr=lr, u=upscaler: u.upscale(lr)
             fast, reference = upscaler.upscale(lr), plain(model, lr, scale)
             quality[arch] = (psnr(fast, hr, scale) - psnr(reference, hr, scale), psnr(fast, reference, scale))
@@ -100,6 +108,7 @@ def main() -> None:
             median = statistics.median(t)
             q1, _, q3 = statistics.quantiles(t, n=4)
             arch = name.split()[1]
+            srkit_name, _, algo, _ = ARCHS.get(arch, (None, None, None, None))
             row = {
                 "scale": scale,
                 "method": name,
@@ -111,8 +120,8 @@ def main() -> None:
                 "psnr_vs_plain_db": "",
             }
             if name.startswith("srkit"):
-                row["opencv_over_srkit"] = f"{statistics.median(times[f'opencv {arch}']) / median:.2f}"
-                macs = describe(arch, scale).macs_per_pixel * FRAME[0] * FRAME[1]
+                row["opencv_over_srkit"] = f"{statistics.median(times[f'opencv {algo}']) / median:.2f}"
+                macs = describe(srkit_name, scale).macs_per_pixel * FRAME[0] * FRAME[1]
                 row["conv_ceiling_share"] = f"{2 * macs / median / 1e9 / gflops:.2f}"
                 row["psnr_delta_db"] = f"{quality[arch][0]:+.4f}"
                 row["psnr_vs_plain_db"] = f"{quality[arch][1]:.1f}"

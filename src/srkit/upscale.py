@@ -14,6 +14,7 @@ import glob
 import logging
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -209,7 +210,10 @@ class Upscaler:
     def _window(self, window: np.ndarray) -> np.ndarray:
         """Upscale one window (h, w, C) of the image to (s*h, s*w, C) of its dtype."""
         # (1, C, h, w) in channels_last memory order, as the convolutions take it; the result comes back in it.
-        x = torch.from_numpy(window).to(self.device).permute(2, 0, 1)[None].float()
+        with warnings.catch_warnings():  # a read-only array (np.asarray of a PIL image) is never written to here
+            warnings.simplefilter("ignore", UserWarning)
+            x = torch.from_numpy(window)
+        x = x.to(self.device).permute(2, 0, 1)[None].float()
         integer = window.dtype.kind == "u"
         if integer:
             x = x / np.iinfo(window.dtype).max
