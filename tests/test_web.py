@@ -189,7 +189,7 @@ def test_one_job_at_a_time_others_wait_in_line_and_see_it(client, held):
         return thread
 
     first = submit("first")
-    assert entered.wait(10)
+    assert entered.wait(60)
     assert client.get("/api/status").json() == {"running": 1, "waiting": 0}
     second = submit("second")
     wait_for(lambda: client.get("/api/status").json() == {"running": 1, "waiting": 1})
@@ -211,7 +211,7 @@ def test_a_job_whose_page_goes_away_leaves_the_line(held):
     with background(LIMITS) as url, httpx2.Client(base_url=url, timeout=10) as http, ThreadPoolExecutor(1) as pool:
         try:
             first = pool.submit(http.post, "/api/upscale", files=files, data={"scale": "3"})
-            assert entered.wait(10)
+            assert entered.wait(60)
             with http.stream("POST", "/api/upscale", files=files, data={"scale": "3"}) as response:
                 assert json.loads(next(response.iter_lines())) == {"state": "queued", "ahead": 1}
             # the connection is closed: the server notices and takes the job out of the line
@@ -352,7 +352,7 @@ def test_page_shows_that_a_job_waits_in_line(browser, tmp_path, held):
             page.goto(url)
             page.set_input_files("#image", tmp_path / "photo.png")
         pages[0].click("#run")
-        assert entered.wait(10)
+        assert entered.wait(60)
         pages[1].click("#run")
         try:
             expect(pages[1].locator("#status")).to_have_text("Waiting in line: 1 job ahead of yours…")
