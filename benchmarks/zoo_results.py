@@ -39,27 +39,19 @@ README_START, README_END = "<!-- zoo table: benchmarks/zoo_results.py -->", "<!-
 
 # Published PSNR (dB, Y channel) by (model, dataset, scale), as the issue "Model zoo I" quotes them.
 # ESPCN's paper gives only x3 numbers for 91 training images; x2 and x4 are held to SRCNN's.
+# (model, dataset) -> PSNR at x2, x3, x4
+PAPER_ROWS = {
+    ("srcnn", "Set5"): (36.66, 32.75, 30.48),
+    ("srcnn", "Set14"): (32.42, 29.28, 27.49),
+    ("srcnn", "BSD100"): (31.36, 28.41, 26.90),
+    ("srcnn", "Urban100"): (29.50, 26.24, 24.52),
+    ("fsrcnn", "Set5"): (37.00, 33.18, 30.72),
+    ("fsrcnn", "Set14"): (32.63, 29.37, 27.61),
+    ("fsrcnn", "BSD100"): (31.53, 28.53, 26.98),
+    ("fsrcnn", "Urban100"): (29.88, 26.43, 24.62),
+}
 PAPER = {
-    **{
-        ("srcnn", d, s): v
-        for d, row in {
-            "Set5": (36.66, 32.75, 30.48),
-            "Set14": (32.42, 29.28, 27.49),
-            "BSD100": (31.36, 28.41, 26.90),
-            "Urban100": (29.50, 26.24, 24.52),
-        }.items()
-        for s, v in zip((2, 3, 4), row, strict=True)
-    },
-    **{
-        ("fsrcnn", d, s): v
-        for d, row in {
-            "Set5": (37.00, 33.18, 30.72),
-            "Set14": (32.63, 29.37, 27.61),
-            "BSD100": (31.53, 28.53, 26.98),
-            "Urban100": (29.88, 26.43, 24.62),
-        }.items()
-        for s, v in zip((2, 3, 4), row, strict=True)
-    },
+    **{(m, d, s): v for (m, d), row in PAPER_ROWS.items() for s, v in zip((2, 3, 4), row, strict=True)},
     ("espcn", "Set5", 3): 32.55,
 }
 TARGET = {**PAPER, ("espcn", "Set5", 2): 36.66, ("espcn", "Set5", 4): 30.48}
