@@ -9,7 +9,6 @@ and the ratio of medians is reported. Writes benchmarks/results/imresize_speed.c
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from PIL import Image
 
 from srkit import imresize
+from srkit.files import write_csv
 
 RESULTS = Path(__file__).parent / "results" / "imresize_speed.csv"
 
@@ -65,11 +65,7 @@ def main() -> None:
         print(
             f"{name:<22} median {median * 1e3:7.1f} ms  (IQR {q1 * 1e3:.1f}-{q3 * 1e3:.1f})  {median / base:.2f}x PIL"
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(RESULTS, rows)
 
 
 if __name__ == "__main__":

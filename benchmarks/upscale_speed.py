@@ -18,7 +18,6 @@ Needs opencv-contrib-python-headless (a benchmark-only dependency).
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from srkit import Upscaler
+from srkit.files import write_csv
 from srkit.imaging.color import rgb_to_ycbcr, ycbcr_to_rgb
 from srkit.imaging.resize import imresize
 from srkit.metrics import psnr
@@ -136,11 +136,7 @@ def main() -> None:
                     else ""
                 )
             )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(RESULTS, rows)
 
 
 if __name__ == "__main__":

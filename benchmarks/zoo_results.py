@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import io
 import json
 import shutil
 from pathlib import Path
@@ -29,7 +28,7 @@ from PIL import Image
 from srkit import zoo
 from srkit.data import BENCHMARKS, data_root
 from srkit.evaluate import bicubic, evaluate, network
-from srkit.files import write_text
+from srkit.files import write_csv, write_text
 from srkit.upscale import Upscaler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,14 +135,6 @@ def measure(root: Path) -> list[dict]:
     return rows
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
-
-
 def markdown(rows: list[dict]) -> str:
     """PSNR (dB) / SSIM per scale: bicubic, then each weight with the paper's PSNR (or the issue's target)."""
     keyed = {(r["id"], r["scale"], r["dataset"]): r for r in rows}
@@ -189,7 +180,7 @@ def main() -> None:
         name = args.id or args.add.parent.name
         add(args.add, name, args.recipe or f"recipes/{name}.yaml", args.trained_on)
     rows = measure(root)
-    write_csv(rows, ROOT / "benchmarks" / "results" / "zoo.csv")
+    write_csv(ROOT / "benchmarks" / "results" / "zoo.csv", rows)
     write_readme(markdown(rows))
     print(markdown(rows))
 
