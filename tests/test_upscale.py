@@ -22,6 +22,7 @@ from srkit.zoo import save_weights
 # bicubic-input Y, RGB; SRCNN and SRResNet have the 9x9 kernels.
 KINDS = {
     "espcn": ("espcn", 3, {}),
+    "espcn-centred": ("espcn", 3, {"input_range": (-5.0, 5.0), "output_range": (-0.5, 0.5)}),  # zero pads mid-grey
     "fsrcnn": ("fsrcnn", 3, {"d": 8, "s": 4, "m": 1}),
     "srcnn": ("srcnn", 2, {"n1": 8, "n2": 4}),
     "vdsr": ("vdsr", 3, {"depth": 4, "num_features": 8}),
@@ -77,7 +78,7 @@ def test_tiled_equals_untiled_exactly(kind):
         np.testing.assert_array_equal(tiled.upscale_array(image / np.float32(255)), untiled_float)
 
 
-@pytest.mark.parametrize("kind", ["espcn", "fsrcnn", "srcnn"])
+@pytest.mark.parametrize("kind", ["espcn", "espcn-centred", "fsrcnn", "srcnn"])
 def test_tiled_equals_untiled_with_two_threads(kind):
     """oneDNN's deconvolution, one-channel and fused-tanh convolutions round differently per size; see _prepare."""
     torch.set_num_threads(2)
@@ -121,8 +122,9 @@ def test_automatic_tiles_bound_the_network_input_and_the_memory(tmp_path):
     np.testing.assert_array_equal(read_image(tmp_path / "3000.png").pixels, untiled)
 
 
-def test_y_model_on_gray_runs_on_the_gray_as_its_y():
-    model = build("espcn").eval()
+@pytest.mark.parametrize("kind", ["espcn", "espcn-centred"])
+def test_y_model_on_gray_runs_on_the_gray_as_its_y(kind):
+    model = build(kind).eval()
     image = photo(12, 14, 1)
     with torch.no_grad():
         expected = super_resolve(model, torch.from_numpy(image / np.float32(255))[None, None])[0, 0]
