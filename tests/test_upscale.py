@@ -24,6 +24,7 @@ KINDS = {
     "espcn": ("espcn", 3, {}),
     "espcn-centred": ("espcn", 3, {"input_range": (-5.0, 5.0), "output_range": (-0.5, 0.5)}),  # zero pads mid-grey
     "fsrcnn": ("fsrcnn", 3, {"d": 8, "s": 4, "m": 1}),
+    "fsrcnn-centred": ("fsrcnn", 3, {"d": 8, "s": 4, "m": 1, "input_range": (-5.0, 5.0), "output_range": (-0.5, 0.5)}),
     "srcnn": ("srcnn", 2, {"n1": 8, "n2": 4}),
     "vdsr": ("vdsr", 3, {"depth": 4, "num_features": 8}),
     "edsr-baseline": ("edsr-baseline", 4, {"num_blocks": 2, "num_features": 8}),

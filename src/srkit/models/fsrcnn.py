@@ -16,6 +16,8 @@ class FSRCNNConfig:
     d: int = 56  # feature dimension (LR feature extraction and expanding)
     s: int = 12  # shrinking dimension, where the mapping layers work
     m: int = 4  # mapping layers; FSRCNN-s uses (d, s, m) = (32, 5, 1)
+    input_range: tuple[float, float] = (0.0, 1.0)  # what [0, 1] pixels are mapped to on the way in
+    output_range: tuple[float, float] = (0.0, 1.0)
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int) -> nn.Conv2d:
@@ -49,6 +51,8 @@ class FSRCNN(nn.Module):
             upsampled_input=False,
             receptive_radius=receptive_radius(self.modules()),
             init="N(0, sqrt(2/(out*k*k))); deconv N(0, 0.001); biases 0; PReLU 0.25",
+            input_range=config.input_range,
+            output_range=config.output_range,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
