@@ -10,7 +10,7 @@ against the same OpenCV model. Also reports the share of this CPU's
 measured convolution throughput (64->64 3x3, channels_last) srkit reaches, and what its fast path costs in
 quality: the PSNR (Y, protocol) against the HR frame of the Upscaler's output minus that of srkit's plain
 fp32 pipeline (the network as built, imresize for Cb/Cr, the colour functions), and the PSNR between the two.
-Needs opencv-contrib-python-headless (a benchmark-only dependency).
+Needs opencv-contrib-python-headless, a benchmark-only dependency: `pip install -e '.[bench]'`.
 
     python benchmarks/upscale_speed.py [--peers ../shared/peers/opencv_dnn_superres] [--rounds 15]
 """

@@ -201,11 +201,15 @@ def test_scale_must_be_one_the_model_has():
 
 def test_subpixel_equals_the_transposed_convolution():
     torch.manual_seed(0)
-    for scale in (2, 3, 4):
+    # The kernel spans only the input offsets that some phase reads: 5, 3 and 3 wide
+    # (x3 reads -1..2; with phase 2 taken one input later, -1..1).
+    for scale, size in ((2, 5), (3, 3), (4, 3)):
         deconv = torch.nn.ConvTranspose2d(5, 2, 9, stride=scale, padding=4, output_padding=scale - 1)
         x = torch.rand(1, 5, 7, 10)
+        subpixel = _subpixel(deconv)
+        assert subpixel.conv.weight.shape[-2:] == (size, size)
         with torch.no_grad():
-            torch.testing.assert_close(_subpixel(deconv)(x), deconv(x), atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(subpixel(x), deconv(x), atol=1e-6, rtol=1e-5)
 
 
 # Files, folders and the CLI ---------------------------------------------------------------------------

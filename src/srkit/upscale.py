@@ -379,32 +379,63 @@ def _subpixel(deconv: nn.ConvTranspose2d) -> nn.Module | None:
     """The same layer as a convolution and a pixel shuffle (Shi et al. 2016, the ESPCN paper, show they are
     equal), or None where the output is not exactly `stride` times the input.
 
-    Output pixel s*q + r of a transposed convolution reads input q - t through tap s*t + r + padding, for
-    each phase r: a convolution with one output channel per colour and phase, then PixelShuffle(s).
-    oneDNN's transposed convolution rounds differently for different input sizes (with several threads);
-    its plain convolution does not.
+    Output pixel s*q + r of a transposed convolution reads input q - t through tap s*t + r + padding: a
+    convolution with one output channel per colour and phase r, then PixelShuffle(s). oneDNN's transposed
+    convolution rounds differently for different input sizes (with several threads); its plain convolution
+    does not.
     """
     k, s, p = deconv.kernel_size[0], deconv.stride[0], deconv.padding[0]
     square = len({*deconv.kernel_size, k}) == len({*deconv.stride, s}) == len({*deconv.padding, p}) == 1
     output_padding = deconv.output_padding[0]
     if not square or deconv.groups != 1 or deconv.dilation != (1, 1) or k + output_padding - 2 * p != s:
         return None
-    reach = max((k - 1 - p) // s, (s - 1 + p) // s)  # input pixels either side that an output reads
-    size = 2 * reach + 1
-    # (phase, conv tap, deconv tap) triples; taps outside the deconv kernel stay zero.
-    taps = [(r, reach - t, s * t + r + p) for r in range(s) for t in range(-reach, reach + 1)]
-    taps = [(r, j, kk) for r, j, kk in taps if 0 <= kk < k]
-    weight = deconv.weight.new_zeros(deconv.out_channels, s, s, deconv.in_channels, size, size)
-    for ry, jy, ky in taps:
-        for rx, jx, kx in taps:
-            weight[:, ry, rx, :, jy, jx] = deconv.weight[:, :, ky, kx].T
-    conv = nn.Conv2d(deconv.in_channels, deconv.out_channels * s * s, size, padding=reach, bias=deconv.bias is not None)
-    conv = conv.to(deconv.weight.device, deconv.weight.dtype)
-    with torch.no_grad():
-        conv.weight.copy_(weight.reshape(conv.weight.shape))
-        if deconv.bias is not None:
-            conv.bias.copy_(deconv.bias.repeat_interleave(s * s))
-    return nn.Sequential(_StableConv2d(conv), nn.PixelShuffle(s))
+    # The input offsets (-t) that each phase reads, and where its deconvolution taps are.
+    offsets = {r: [(-t, s * t + r + p) for t in range(-k, k + 1) if 0 <= s * t + r + p < k] for r in range(s)}
+    return _SubPixel(deconv, offsets, min(range(1 - s, 1), key=lambda first: (_reach(offsets, s, first), -first)))
+
+
+def _reach(offsets: dict[int, list[tuple[int, int]]], s: int, first: int) -> int:
+    """How far either side the convolution must read when pixel s*q + j, for j in first..first+s-1, is
+    computed at input q (a phase j < 0 is phase j + s of input q - 1)."""
+    return max(abs(d - (j < 0)) for j in range(first, first + s) for d, _ in offsets[j % s])
+
+
+class _SubPixel(nn.Module):
+    """A transposed convolution as a same-size convolution and PixelShuffle(s), off by `first` output pixels.
+
+    With the deconvolution's own phases, the kernel must span every offset any phase reads, centred: x3 of
+    FSRCNN's 9x9 deconvolution reads offsets -1..2, a 5x5 kernel. Taking phase 2 one input later (as phase -1)
+    centres them all in 3x3, 2.8 times less work; the input then gets one more row and column (zeros, as the
+    deconvolution sees beyond the image), and the output is cropped. Only same-size padding keeps oneDNN's
+    results independent of the input size (a 3x3 kernel padded by 2 is not).
+    """
+
+    def __init__(self, deconv: nn.ConvTranspose2d, offsets: dict[int, list[tuple[int, int]]], first: int) -> None:
+        super().__init__()
+        s, reach = deconv.stride[0], _reach(offsets, deconv.stride[0], first)
+        size = 2 * reach + 1
+        weight = deconv.weight.new_zeros(deconv.out_channels, s, s, deconv.in_channels, size, size)
+        for jy in range(first, first + s):
+            for jx in range(first, first + s):
+                for dy, ky in offsets[jy % s]:
+                    for dx, kx in offsets[jx % s]:
+                        tap = deconv.weight[:, :, ky, kx].T
+                        weight[:, jy - first, jx - first, :, reach + dy - (jy < 0), reach + dx - (jx < 0)] = tap
+        conv = nn.Conv2d(deconv.in_channels, deconv.out_channels * s * s, size, padding=reach, bias=False)
+        conv = conv.to(deconv.weight.device, deconv.weight.dtype)
+        with torch.no_grad():
+            conv.weight.copy_(weight.reshape(conv.weight.shape))
+            if deconv.bias is not None:
+                conv.bias = nn.Parameter(deconv.bias.detach().repeat_interleave(s * s))
+        self.conv, self.shuffle, self.first = _StableConv2d(conv), nn.PixelShuffle(s), first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        if self.first:
+            x = nn.functional.pad(x, (0, 1, 0, 1))
+        y = self.shuffle(self.conv(x))
+        s, crop = self.shuffle.upscale_factor, -self.first
+        return y[:, :, crop : crop + s * height, crop : crop + s * width]
 
 
 def _plain(conv: nn.Conv2d) -> bool:
