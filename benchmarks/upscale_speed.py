@@ -1,6 +1,6 @@
 """srkit against OpenCV's dnn_superres on the same architectures, producing one 1920x1080 frame on the CPU.
 
-ESPCN and FSRCNN-small (the peer's files in ../shared/peers/opencv_dnn_superres) at x2, x3 and x4, and plain
+ESPCN, FSRCNN and FSRCNN-small (the peer's files in ../shared/peers/opencv_dnn_superres) at x2, x3 and x4, and plain
 bicubic (OpenCV) as a floor, interleaved round by round in one process (this CPU's speed swings ~2x within
 seconds); medians and the interquartile range. srkit runs the same networks through `srkit.Upscaler`
 (Y with the network, Cb/Cr bicubic) with random weights: the cost does not depend on the values. OpenCV's
@@ -35,11 +35,13 @@ from srkit.models import build, describe
 
 RESULTS = Path(__file__).parent / "results" / "upscale_speed.csv"
 PEERS = Path(__file__).parents[2] / "shared" / "peers" / "opencv_dnn_superres"
-# label -> (srkit name, build options, OpenCV algorithm name, file prefix): the peer ships FSRCNN-small (fsrcnn-s)
-# and an ESPCN with ReLU hidden layers and a tanh output; espcn-paper is srkit's own (tanh hidden layers).
+# label -> (srkit name, build options, OpenCV algorithm name, file prefix): the peer ships FSRCNN (56, 12, 4),
+# FSRCNN-small (fsrcnn-s) and an ESPCN with ReLU hidden layers and a tanh output; espcn-paper is srkit's own
+# (tanh hidden layers), timed against the same file.
 ARCHS = {
     "espcn": ("espcn", {"activation": "relu", "output_activation": "tanh"}, "espcn", "ESPCN"),
     "espcn-paper": ("espcn", {}, "espcn", "ESPCN"),
+    "fsrcnn": ("fsrcnn", {}, "fsrcnn", "FSRCNN"),
     "fsrcnn-s": ("fsrcnn-s", {}, "fsrcnn", "FSRCNN-small"),
 }
 FRAME = (1080, 1920)
@@ -85,11 +87,11 @@ def main() -> None:
             "opencv bicubic": lambda lr=lr, s=scale: cv2.resize(lr, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
         }
         for arch, (name, options, algo, prefix) in ARCHS.items():
-            if f"opencv {algo}" not in methods:
+            if f"opencv {prefix}" not in methods:
                 peer = cv2.dnn_superres.DnnSuperResImpl_create()
                 peer.readModel(str(args.peers / f"{prefix}_x{scale}.pb"))
                 peer.setModel(algo, scale)
-                methods[f"opencv {algo}"] = lambda lr=lr, p=peer: p.upsample(lr)
+                methods[f"opencv {prefix}"] = lambda lr=lr, p=peer: p.upsample(lr)
             model = build(name, scale, **options).eval()
             upscaler = Upscaler(model)
             methods[f"srkit {arch}"] = lambda lr=lr, u=upscaler: u.upscale(lr)
@@ -108,7 +110,7 @@ def main() -> None:
             median = statistics.median(t)
             q1, _, q3 = statistics.quantiles(t, n=4)
             arch = name.split()[1]
-            srkit_name, _, algo, _ = ARCHS.get(arch, (None, None, None, None))
+            srkit_name, _, _, prefix = ARCHS.get(arch, (None, None, None, None))
             row = {
                 "scale": scale,
                 "method": name,
@@ -120,7 +122,7 @@ def main() -> None:
                 "psnr_vs_plain_db": "",
             }
             if name.startswith("srkit"):
-                row["opencv_over_srkit"] = f"{statistics.median(times[f'opencv {algo}']) / median:.2f}"
+                row["opencv_over_srkit"] = f"{statistics.median(times[f'opencv {prefix}']) / median:.2f}"
                 macs = describe(srkit_name, scale).macs_per_pixel * FRAME[0] * FRAME[1]
                 row["conv_ceiling_share"] = f"{2 * macs / median / 1e9 / gflops:.2f}"
                 row["psnr_delta_db"] = f"{quality[arch][0]:+.4f}"

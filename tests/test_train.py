@@ -144,6 +144,24 @@ def test_two_process_gloo_ddp_run(root, tmp_path):
     assert _final_state(tmp_path / "run")["progress"]["step"] == 4
 
 
+def test_warm_start_from_another_scale_keeps_the_excluded_layer_fresh(root, tmp_path, capsys):
+    x3 = build("espcn", 3)
+    save_weights(x3, tmp_path / "x3.safetensors", {})
+    changes = {"scale": 4, "init_from": str(tmp_path / "x3.safetensors"), "steps": 1}
+    with pytest.raises(SrkitError, match=r"does not fit espcn: size mismatch for body.4.weight"):
+        Trainer(_recipe(**changes), tmp_path / "a", root, progress=False)
+    last = ["body.4.weight", "body.4.bias"]
+    trainer = Trainer(_recipe(**changes, init_exclude=last), tmp_path / "b", root, progress=False)
+    torch.manual_seed(0)  # the trainer's seed: the layer it was built with
+    warm, fresh = trainer.model.state_dict(), build("espcn", 4).state_dict()
+    for name, value in x3.state_dict().items():
+        torch.testing.assert_close(warm[name], fresh[name] if name in last else value, rtol=0, atol=0)
+    with pytest.raises(SrkitError, match="init_exclude names no parameter of espcn: body.9.weight"):
+        _recipe(**changes, init_exclude=["body.9.weight"])
+    with pytest.raises(SrkitError, match="init_exclude needs init_from"):
+        _recipe(init_exclude=last)
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

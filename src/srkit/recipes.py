@@ -48,6 +48,8 @@ class Recipe:
     warmup_steps: int = 0
     clip_theta: float = 0.0  # VDSR's adjustable clipping: gradients to [-theta/lr, theta/lr]; 0 = off
     init_from: str = ""  # warm start from a .safetensors file (SRGAN from SRResNet, EDSR x3/x4 from x2)
+    # Parameters of init_from that keep their initialisation: a layer whose shape differs (ESPCN's last at x2/x4)
+    init_exclude: tuple[str, ...] = ()
     # SRGAN: an adversarial term against this discriminator, with its own optimiser
     discriminator: str = ""  # "srgan-discriminator" turns it on
     adversarial_weight: float = 1e-3
@@ -91,6 +93,11 @@ class Recipe:
             raise SrkitError(f"recipe: downscale_augment factors must be in (0, 1), got {self.downscale_augment}")
         if self.init_from and not Path(self.init_from).is_file():
             raise SrkitError(f"recipe: init_from {self.init_from} is not a file")
+        if self.init_exclude and not self.init_from:
+            raise SrkitError("recipe: init_exclude needs init_from")
+        unknown = set(self.init_exclude) - set(model.state_dict())
+        if unknown:
+            raise SrkitError(f"recipe: init_exclude names no parameter of {self.model}: {', '.join(sorted(unknown))}")
         return self
 
 

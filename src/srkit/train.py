@@ -116,7 +116,7 @@ class Trainer:
         torch.manual_seed(recipe.seed)
         self.model = models.build(recipe.model, recipe.scale, **recipe.model_options)
         if recipe.init_from:
-            self.model.load_state_dict(load_file(recipe.init_from), strict=True)
+            _warm_start(self.model, recipe.init_from, recipe.init_exclude)
         memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
         self.model.to(self.device, memory_format=memory_format)
         self.info = self.model.info
@@ -387,6 +387,19 @@ def plot_curves(log_csv: Path, png: Path) -> None:
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def _warm_start(model: nn.Module, path: str, exclude: tuple[str, ...]) -> None:
+    """Load every parameter of the file `path` into `model` but those in `exclude`, which must be all it lacks."""
+    state = {k: v for k, v in load_file(path).items() if k not in exclude}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shapes that differ: one line per parameter after a heading
+        details = "; ".join(line.strip() for line in str(error).splitlines()[1:])
+        raise SrkitError(f"recipe: init_from {path} does not fit {model.info.name}: {details}") from None
+    if set(missing) != set(exclude) or unexpected:
+        lacking = ", ".join(sorted(set(missing) - set(exclude))) or "nothing"
+        raise SrkitError(f"recipe: init_from {path} lacks {lacking} and has extra {', '.join(unexpected) or 'nothing'}")
 
 
 def _init_distributed(device: str) -> tuple[int, int]:
