@@ -88,7 +88,8 @@ def test_load_round_trip(tmp_path: Path) -> None:
     assert isinstance(upscaler.upscale(torch.rand(3, 8, 8)), torch.Tensor)
 
     path = tmp_path / "mine.safetensors"
-    zoo.save_weights(zoo.load_pretrained(zoo.default_id()), path, {})
+    record = zoo.records()[zoo.default_id()]
+    zoo.save_weights(zoo.load_pretrained(record.id), path, record.options)
     again = srkit.load(path).upscale(np.asarray(image))
     np.testing.assert_array_equal(again, np.asarray(out))
 
