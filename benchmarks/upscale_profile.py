@@ -1,18 +1,24 @@
-"""Where srkit's Upscaler spends a 1920x1080 output frame: torch.profiler's operators, by input shape.
+"""Where srkit's Upscaler spends a 1920x1080 output frame: each layer of the network, and what is around it.
 
-The frame and the random-weight networks are benchmarks/upscale_speed.py's; the table lists the operators that
-took the most time per frame (self time, averaged over the profiled frames). Run it with the machine quiet.
+Each layer of the prepared network is timed by wall clock (forward hooks, summed over a frame's tiles); the rest
+of the frame (Cb/Cr bicubic, colour conversion, rounding, tiling) is the frame's time minus the network's. Medians
+over the frames. (torch.profiler's self times put several milliseconds of thread synchronisation on the
+elementwise layers; these are not.) The frame and the random-weight networks are benchmarks/upscale_speed.py's.
+Run it with the machine quiet.
 
-    python benchmarks/upscale_profile.py fsrcnn --scale 4 [--frames 5] [--rows 12]
+    python benchmarks/upscale_profile.py fsrcnn --scale 4 [--frames 7]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
+from collections import defaultdict
 
 import numpy as np
 import torch
-from torch.profiler import profile
+from torch import nn
 
 from srkit import Upscaler
 from srkit.imaging.resize import imresize
@@ -25,27 +31,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=names())
     parser.add_argument("--scale", type=int, default=3)
-    parser.add_argument("--frames", type=int, default=5)
-    parser.add_argument("--rows", type=int, default=12)
+    parser.add_argument("--frames", type=int, default=7)
     args = parser.parse_args()
     torch.manual_seed(0)
-    small = torch.rand(3, FRAME[0] // 24, FRAME[1] // 24)  # smooth content, as in upscale_speed.py
-    hr = torch.nn.functional.interpolate(small[None], size=FRAME, mode="bicubic")[0].clamp(0, 1)
-    hr = (hr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    lr = imresize(hr, scale=1 / args.scale)
+    small = torch.rand(1, 3, FRAME[0] // 24, FRAME[1] // 24)  # smooth content, as in upscale_speed.py
+    hr = nn.functional.interpolate(small, size=FRAME, mode="bicubic")[0].clamp(0, 1).permute(1, 2, 0)
+    lr = imresize((hr.numpy() * 255).round().astype(np.uint8), scale=1 / args.scale)
     upscaler = Upscaler(build(args.model, args.scale).eval())
-    for _ in range(3):
-        upscaler.upscale(lr)  # warm-up: oneDNN primitives, allocator
-    with profile(record_shapes=True) as prof:
-        for _ in range(args.frames):
-            upscaler.upscale(lr)
-    events = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total)
-    total = sum(e.self_cpu_time_total for e in events) / args.frames / 1e3
-    print(f"{args.model} x{args.scale}: {total:.1f} ms of operator time per frame")
-    for e in events[: args.rows]:
-        ms = e.self_cpu_time_total / args.frames / 1e3
-        shapes = ", ".join(str(s) for s in e.input_shapes if s)
-        print(f"{ms:7.1f} ms {e.count // args.frames:3d}x  {e.key:<34} {shapes[:70]}")
+    starts, spent = {}, defaultdict(float)
+    leaves = [(n, m) for n, m in upscaler.model.named_modules() if n and not list(m.children())]
+    for name, module in leaves:
+        module.register_forward_pre_hook(lambda m, _, name=name: starts.__setitem__(name, time.perf_counter()))
+        module.register_forward_hook(
+            lambda m, _, __, name=name: spent.__setitem__(name, spent[name] + time.perf_counter() - starts[name])
+        )
+    upscaler.upscale(lr)  # warm-up: oneDNN primitives, allocator
+    frames, layers = [], defaultdict(list)
+    for _ in range(args.frames):
+        spent.clear()
+        start = time.perf_counter()
+        upscaler.upscale(lr)
+        frames.append(time.perf_counter() - start)
+        layers["(network)"].append(sum(spent.values()))
+        for name, _ in leaves:
+            layers[name].append(spent[name])
+    frame = statistics.median(frames) * 1e3
+    network = statistics.median(layers.pop("(network)")) * 1e3
+    size = f"LR {lr.shape[1]}x{lr.shape[0]}"
+    print(f"{args.model} x{args.scale}, {size}: {frame:.1f} ms per frame, network {network:.1f} ms")
+    for name, module in leaves:
+        print(f"{statistics.median(layers[name]) * 1e3:7.1f} ms  {name:<16} {module}"[:118])
+    print(f"{frame - network:7.1f} ms  outside the network (Cb/Cr bicubic, colour, rounding, tiling)")
 
 
 if __name__ == "__main__":

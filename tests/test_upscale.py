@@ -23,6 +23,7 @@ from srkit.zoo import save_weights
 KINDS = {
     "espcn": ("espcn", 3, {}),
     "espcn-centred": ("espcn", 3, {"input_range": (-5.0, 5.0), "output_range": (-0.5, 0.5)}),  # zero pads mid-grey
+    "espcn-x4": ("espcn", 4, {"features": (8, 8)}),  # Cb/Cr's bicubic in 12 phases, 16 sub-pixels
     "fsrcnn": ("fsrcnn", 3, {"d": 8, "s": 4, "m": 1}),
     "fsrcnn-centred": ("fsrcnn", 3, {"d": 8, "s": 4, "m": 1, "input_range": (-5.0, 5.0), "output_range": (-0.5, 0.5)}),
     "srcnn": ("srcnn", 2, {"n1": 8, "n2": 4}),

@@ -136,7 +136,7 @@ class Upscaler:
         radius = info.receptive_radius
         self.margin = -(-radius // scale) + BICUBIC_REACH if info.upsampled_input else max(radius, BICUBIC_REACH)
         self.bytes_per_pixel = _bytes_per_pixel(self.model, scale, self.dtype)
-        self._upsamplers: dict[tuple[int, bool], nn.Module] = {}  # bicubic convolutions, by channels and colour map
+        self._upsamplers: dict[tuple, nn.Module] = {}  # bicubic convolutions, by channels and colour map
         self._luma = torch.tensor(INVERSE[:, 0], dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
     def upscale(self, image: Image.Image | np.ndarray | torch.Tensor) -> Image.Image | np.ndarray | torch.Tensor:
@@ -166,35 +166,44 @@ class Upscaler:
     def upscale_array(self, pixels: np.ndarray) -> np.ndarray:
         """Upscale a numpy image (see `upscale`); the result has its dtype and channels."""
         out = np.empty(self.output_shape(pixels), pixels.dtype)
-        top = 0
-        for band in self.bands(pixels):
-            out[top : top + len(band)] = band
-            top += len(band)
+        for y0, y1 in self._band_rows(pixels):
+            self._band(pixels, y0, y1, out[y0 * self.scale : y1 * self.scale])
         return out
 
     def output_shape(self, pixels: np.ndarray) -> tuple[int, ...]:
         """The shape of `pixels` upscaled."""
         return (pixels.shape[0] * self.scale, pixels.shape[1] * self.scale, *pixels.shape[2:])
 
-    @torch.no_grad()
     def bands(self, pixels: np.ndarray) -> Iterator[np.ndarray]:
         """The upscaled image as bands of rows, top to bottom: one row of tiles at a time."""
+        for y0, y1 in self._band_rows(pixels):
+            band = np.empty(((y1 - y0) * self.scale, *self.output_shape(pixels)[1:]), pixels.dtype)
+            self._band(pixels, y0, y1, band)
+            yield band
+            del band  # before the next one exists: a band can be a large part of the output
+
+    def _band_rows(self, pixels: np.ndarray) -> Iterator[tuple[int, int]]:
+        """The input rows [y0, y1) of each band: one row of tiles."""
         _check_pixels(pixels)
+        rows = _even(pixels.shape[0], self.tile_size(*pixels.shape[:2]))
+        for y0 in range(0, pixels.shape[0], rows):
+            yield y0, min(y0 + rows, pixels.shape[0])
+
+    @torch.no_grad()
+    def _band(self, pixels: np.ndarray, y0: int, y1: int, out: np.ndarray) -> None:
+        """Upscale input rows [y0, y1) into `out`, tile by tile, each tile's window reaching `margin` further."""
         image = pixels[..., None] if pixels.ndim == 2 else pixels
         height, width = image.shape[:2]
         s, m = self.scale, self.margin
-        tile = self.tile_size(height, width)
-        rows, cols = _even(height, tile), _even(width, tile)
-        for y0 in range(0, height, rows):
-            y1 = min(y0 + rows, height)
-            band = np.empty(((y1 - y0) * s, width * s, image.shape[2]), pixels.dtype)
-            for x0 in range(0, width, cols):
-                x1 = min(x0 + cols, width)
-                wy0, wx0 = max(y0 - m, 0), max(x0 - m, 0)
-                out = self._window(image[wy0 : min(y1 + m, height), wx0 : min(x1 + m, width)])
-                band[:, x0 * s : x1 * s] = out[(y0 - wy0) * s : (y1 - wy0) * s, (x0 - wx0) * s : (x1 - wx0) * s]
-            yield band[..., 0] if pixels.ndim == 2 else band
-            del band  # before the next one exists: a band can be a large part of the output
+        cols = _even(width, self.tile_size(height, width))
+        target = torch.from_numpy(out.reshape(*out.shape[:2], -1))  # HxWxC: a view of `out`
+        for x0 in range(0, width, cols):
+            x1 = min(x0 + cols, width)
+            wy0, wx0 = max(y0 - m, 0), max(x0 - m, 0)
+            window = self._window(image[wy0 : min(y1 + m, height), wx0 : min(x1 + m, width)])
+            # One pass converts to the output dtype (truncating: see _window) and puts the tile in place.
+            tile = window[(y0 - wy0) * s : (y1 - wy0) * s, (x0 - wx0) * s : (x1 - wx0) * s]
+            target[:, x0 * s : x1 * s].copy_(tile)
 
     def tile_size(self, height: int, width: int) -> int:
         """Tile size in input pixels: the one asked for, else the largest whose window fits the budget (the memory
@@ -207,66 +216,62 @@ class Upscaler:
             return max(height, width)
         return max(int(math.sqrt(pixels)) - 2 * self.margin, 16)
 
-    def _window(self, window: np.ndarray) -> np.ndarray:
-        """Upscale one window (h, w, C) of the image to (s*h, s*w, C) of its dtype."""
-        # (1, C, h, w) in channels_last memory order, as the convolutions take it; the result comes back in it.
+    def _window(self, window: np.ndarray) -> torch.Tensor:
+        """Upscale one window (h, w, C) of the image to (s*h, s*w, C) float in the output's units: for integer
+        pixels, 0.5 above the value they round to (the cast into the output truncates)."""
         with warnings.catch_warnings():  # a read-only array (np.asarray of a PIL image) is never written to here
             warnings.simplefilter("ignore", UserWarning)
             x = torch.from_numpy(window)
         x = x.to(self.device).permute(2, 0, 1)[None].float()
-        integer = window.dtype.kind == "u"
-        if integer:
-            x = x / np.iinfo(window.dtype).max
+        top = float(np.iinfo(window.dtype).max) if window.dtype.kind == "u" else 1.0
+        x = x / top if top != 1.0 else x
         colours = 1 if x.shape[1] <= 2 else 3
         if x.shape[1] in (2, 4):  # premultiplied: a transparent pixel's colour weighs nothing
             alpha = x[:, colours:]
             out = self._colour(x[:, :colours] * alpha)
             alpha = self._bicubic(alpha).clamp_(0, 1)
             out = torch.where(alpha > 0, out / alpha, out)
-            out = torch.cat([out, alpha], 1)
-        else:
-            out = self._colour(x)
-        out = out.clamp_(0, 1)
-        if integer:
-            out = out.mul_(np.iinfo(window.dtype).max).add_(0.5)  # rounded by the cast, which truncates
-        dtype = torch.from_numpy(np.empty(0, window.dtype)).dtype
-        return out[0].permute(1, 2, 0).to("cpu", dtype).numpy()
+            out = torch.cat([out, alpha], 1).clamp_(0, 1)
+            if top != 1.0:
+                out = out.mul_(top).add_(0.5)
+        else:  # straight into the output's units: the scaling and the rounding's 0.5 ride on the colour maps
+            bias = 0.5 if top != 1.0 else 0.0
+            out = self._colour(x, top, bias).clamp_(bias, top + bias)
+        return out[0].permute(1, 2, 0)
 
-    def _colour(self, x: torch.Tensor) -> torch.Tensor:
-        """Upscale gray (1, 1, h, w) or RGB (1, 3, h, w) colour the way the network's channels ask for."""
-        if self.info.channels == "y":
-            if x.shape[1] == 1:
-                return self._network(x)  # a gray image is its own Y
+    def _colour(self, x: torch.Tensor, gain: float = 1.0, bias: float = 0.0) -> torch.Tensor:
+        """Upscale gray (1, 1, h, w) or RGB (1, 3, h, w) colour in [0, 1] the way the network's channels ask for,
+        to gain * colour + bias."""
+        lo, hi = self.info.output_range  # the network's output y -> gain * (y - lo) / (hi - lo) + bias
+        scale, shift = gain / (hi - lo), bias - gain * lo / (hi - lo)
+        if self.info.channels == "y" and x.shape[1] == 3:
             ycbcr = rgb_to_ycbcr(x)
             y = self._network(ycbcr[:, :1])
-            # RGB from Y and the bicubic Cb, Cr: the colour matrix is folded into the bicubic convolution.
-            return self._bicubic(ycbcr[:, 1:], ycbcr_to_rgb_affine()).addcmul_(y, self._luma)
-        if x.shape[1] == 1:  # gray through an RGB network, back to gray as sr_for_metrics measures it
-            return self._network(x.expand(-1, 3, -1, -1)).mean(1, keepdim=True)
-        return self._network(x)
+            # RGB from Y and the bicubic Cb, Cr, in one pass: the colour matrix, gain and bias are folded into the
+            # bicubic convolution, and the network's output range into the factor of Y.
+            matrix, offset = ycbcr_to_rgb_affine()
+            colours = (gain * matrix, gain * offset + (shift - bias) * INVERSE[:, 0] + bias)
+            return self._bicubic(ycbcr[:, 1:], colours).addcmul_(y, self._luma * scale)
+        if self.info.channels == "y":
+            y = self._network(x)  # a gray image is its own Y
+        elif x.shape[1] == 1:  # gray through an RGB network, back to gray as sr_for_metrics measures it
+            y = self._network(x.expand(-1, 3, -1, -1)).mean(1, keepdim=True)
+        else:
+            y = self._network(x)
+        return y if (scale, shift) == (1.0, 0.0) else y.mul_(scale).add_(shift)
 
     def _network(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's raw output (in its output range) for x in [0, 1]."""
         x = self._bicubic(x) if self.info.upsampled_input else x
-        return _forward(self.model, x.to(self.dtype)).float()
+        return self.model(to_range(x.to(self.dtype), self.info.input_range)).float()
 
     def _bicubic(self, x: torch.Tensor, colours: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
-        """MATLAB bicubic upscaling of (1, C, h, w), then an affine map of its colours (matrix, offset).
-
-        A convolution computes every pixel in the same way (imresize does border pixels in another way than
-        inner ones), with MATLAB's symmetric border padding done here: in a tile as in the whole image.
-        """
-        key = (x.shape[1], colours is not None)
+        """MATLAB bicubic upscaling of (1, C, h, w), then an affine map of its colours (matrix, offset)."""
+        key = (x.shape[1], None if colours is None else tuple(np.concatenate([colours[0].ravel(), colours[1]])))
         if key not in self._upsamplers:
             matrix, offset = colours if colours is not None else (np.eye(x.shape[1]), np.zeros(x.shape[1]))
-            self._upsamplers[key] = _bicubic_conv(self.scale, matrix, offset).to(self.device)
-        r = BICUBIC_REACH
-        padded = x.index_select(2, _symmetric(x.shape[2], r, x.device))
-        padded = padded.index_select(3, _symmetric(x.shape[3], r, x.device))
-        y = self._upsamplers[key](padded).permute(0, 2, 3, 1)  # (1, h, w, ry * scale * C + rx * C + c)
-        n, height, width, channels = y.shape
-        s = self.scale
-        y = y.reshape(n, height, width, s, s, channels // s // s).transpose(2, 3)
-        return y.reshape(n, height * s, width * s, -1).permute(0, 3, 1, 2)  # one copy, in channels_last order
+            self._upsamplers[key] = _Bicubic(self.scale, matrix, offset).to(self.device)
+        return self._upsamplers[key](x)
 
 
 def _even(length: int, tile: int) -> int:
@@ -300,18 +305,56 @@ def _bicubic_phases(scale: int) -> np.ndarray:
     return phases
 
 
-def _bicubic_conv(scale: int, matrix: np.ndarray, offset: np.ndarray) -> nn.Module:
-    """Bicubic upscaling by `scale` and a colour map as one convolution without padding: scale^2 * out channels,
-    one per output phase and colour (channel (ry * scale + rx) * out + c: each pixel's colours stay together)."""
-    phases = _bicubic_phases(scale)
-    kernel = np.einsum("ri,sj->rsij", phases, phases).reshape(scale * scale, *phases.shape[1:] * 2)
-    out_channels, in_channels = matrix.shape
-    conv = nn.Conv2d(in_channels, out_channels * scale * scale, phases.shape[1])
-    weight = kernel[:, None, None] * matrix[None, :, :, None, None]  # (phase, out, in, 5, 5)
+class _Bicubic(nn.Module):
+    """MATLAB bicubic upscaling by an integer scale, then an affine colour map (matrix @ colour + offset), as
+    convolutions without padding; MATLAB's symmetric borders are added here, so that a convolution computes every
+    pixel in the same way (imresize does border pixels in another way than inner ones), in a tile as in the image.
+
+    Two channels or more go down the columns (5x1, one output channel per phase ry and colour), then along the rows
+    with the colour map (1x5, channel rx * out + c), whose output is already in the upscaled image's memory order:
+    only the first pass's output, 1/scale of the image, is rearranged. One channel (oneDNN rounds one-channel
+    convolutions differently per size but for the kernel-rows form of _StableConv2d) takes one 5x5 convolution,
+    channel (ry * scale + rx) * out + c, and a rearrangement of the whole output.
+    """
+
+    def __init__(self, scale: int, matrix: np.ndarray, offset: np.ndarray) -> None:
+        super().__init__()
+        phases = _bicubic_phases(scale)  # (scale, 5)
+        out_channels, in_channels = matrix.shape
+        size = phases.shape[1]
+        self.scale = scale
+        if in_channels == 1:
+            kernel = np.einsum("ri,sj->rsij", phases, phases).reshape(scale * scale, 1, 1, size, size)
+            self.joint = _conv(kernel * matrix[None, :, :, None, None], np.tile(offset, scale * scale))
+            return
+        eye = np.eye(in_channels)[None, :, :, None, None]  # (phase, out, in, 5, 1)
+        self.vertical = _conv(phases[:, None, None, :, None] * eye, None)
+        self.horizontal = _conv(phases[:, None, None, None, :] * matrix[None, :, :, None, None], np.tile(offset, scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, channels, height, width = x.shape
+        s, r = self.scale, BICUBIC_REACH
+        x = x.index_select(2, _symmetric(height, r, x.device))
+        if hasattr(self, "joint"):
+            x = self.joint(x.index_select(3, _symmetric(width, r, x.device))).permute(0, 2, 3, 1)
+            x = x.reshape(n, height, width, s, s, -1).transpose(2, 3)
+            return x.reshape(n, height * s, width * s, -1).permute(0, 3, 1, 2)  # one copy, channels_last
+        x = self.vertical(x).permute(0, 2, 3, 1).reshape(n, height, width, s, channels).transpose(2, 3)
+        x = x.reshape(n, height * s, width, channels).permute(0, 3, 1, 2)  # one copy, 1/scale of the output
+        x = self.horizontal(x.index_select(3, _symmetric(width, r, x.device))).permute(0, 2, 3, 1)
+        return x.reshape(n, height * s, width * s, -1).permute(0, 3, 1, 2)  # a view: (1, H, w, rx, c) is (1, H, W, c)
+
+
+def _conv(weight: np.ndarray, bias: np.ndarray | None) -> nn.Module:
+    """A convolution without padding of weights (phase, out, in, kh, kw): output channel phase * out + o."""
+    phases, out_channels, in_channels, kh, kw = weight.shape
+    conv = nn.Conv2d(in_channels, phases * out_channels, (kh, kw), bias=bias is not None)
     with torch.no_grad():
         conv.weight.copy_(torch.from_numpy(weight.reshape(conv.weight.shape)))
-        conv.bias.copy_(torch.from_numpy(np.tile(offset, scale * scale)))
-    return _StableConv2d(conv) if torch.backends.mkldnn.is_available() else conv
+        if bias is not None:
+            conv.bias.copy_(torch.from_numpy(bias))
+    # Whole output channels: a padded last pass would leave the image a strided view that costs a copy.
+    return _StableConv2d(conv, pad_channels=False) if torch.backends.mkldnn.is_available() else conv
 
 
 class _StableConv2d(nn.Module):
@@ -324,7 +367,7 @@ class _StableConv2d(nn.Module):
     is fused; oneDNN's fused tanh is not size-stable, so `tanh` (see _fuse) is computed apart, from exp.
     """
 
-    def __init__(self, conv: nn.Conv2d) -> None:
+    def __init__(self, conv: nn.Conv2d, pad_channels: bool = True) -> None:
         super().__init__()
         weight, bias = conv.weight.detach(), None if conv.bias is None else conv.bias.detach()
         self.rows = conv.in_channels == 1 and conv.kernel_size[0] > 1
@@ -332,7 +375,7 @@ class _StableConv2d(nn.Module):
             weight = weight.transpose(1, 2)  # (out, kh, 1, kw)
         # oneDNN's AVX2 kernels compute 8 output channels at a time; 9 (a x3 sub-pixel layer) take longer than 16.
         self.out_channels = conv.out_channels
-        padded = -(-self.out_channels // 8) * 8 if self.out_channels > 8 else self.out_channels
+        padded = -(-self.out_channels // 8) * 8 if self.out_channels > 8 and pad_channels else self.out_channels
         weight = nn.functional.pad(weight, (0, 0, 0, 0, 0, 0, 0, padded - self.out_channels))
         bias = None if bias is None else nn.functional.pad(bias, (0, padded - self.out_channels))
         self.weight = nn.Parameter(weight.contiguous(memory_format=torch.channels_last), requires_grad=False)
