@@ -1,7 +1,8 @@
 """Where srkit's Upscaler spends a 1920x1080 output frame: each layer of the network, and what is around it.
 
-Each layer of the prepared network is timed by wall clock (forward hooks, summed over a frame's tiles); the rest
-of the frame (Cb/Cr bicubic, colour conversion, rounding, tiling) is the frame's time minus the network's. Medians
+The network and each of its layers are timed by wall clock (forward hooks, summed over a frame's tiles; what a
+composite module does besides its layers, such as a crop, counts in the network but in none of them); the rest of
+the frame (Cb/Cr bicubic, colour conversion, rounding, tiling) is the frame's time minus the network's. Medians
 over the frames. (torch.profiler's self times put several milliseconds of thread synchronisation on the
 elementwise layers; these are not.) The frame and the random-weight networks are benchmarks/upscale_speed.py's.
 Run it with the machine quiet.
@@ -40,7 +41,7 @@ def main() -> None:
     upscaler = Upscaler(build(args.model, args.scale).eval())
     starts, spent = {}, defaultdict(float)
     leaves = [(n, m) for n, m in upscaler.model.named_modules() if n and not list(m.children())]
-    for name, module in leaves:
+    for name, module in [*leaves, ("(network)", upscaler.model)]:
         module.register_forward_pre_hook(lambda m, _, name=name: starts.__setitem__(name, time.perf_counter()))
         module.register_forward_hook(
             lambda m, _, __, name=name: spent.__setitem__(name, spent[name] + time.perf_counter() - starts[name])
@@ -52,8 +53,7 @@ def main() -> None:
         start = time.perf_counter()
         upscaler.upscale(lr)
         frames.append(time.perf_counter() - start)
-        layers["(network)"].append(sum(spent.values()))
-        for name, _ in leaves:
+        for name in ["(network)", *(n for n, _ in leaves)]:
             layers[name].append(spent[name])
     frame = statistics.median(frames) * 1e3
     network = statistics.median(layers.pop("(network)")) * 1e3

@@ -471,11 +471,18 @@ class _SubPixel(nn.Module):
             if deconv.bias is not None:
                 conv.bias = nn.Parameter(deconv.bias.detach().repeat_interleave(s * s))
         self.conv, self.shuffle, self.first = _StableConv2d(conv), nn.PixelShuffle(s), first
+        # The padded input, kept from call to call (tiles of one size, frames of a video): a new one of this size
+        # would be page-faulted in anew each time, which took longer than the copy into it.
+        self.padded: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         if self.first:
-            x = nn.functional.pad(x, (0, 1, 0, 1))
+            shape = (*x.shape[:2], height + 1, width + 1)
+            if self.padded is None or self.padded.shape != shape or self.padded.dtype != x.dtype:
+                self.padded = x.new_zeros(shape).contiguous(memory_format=torch.channels_last)
+            self.padded[:, :, :height, :width] = x  # the last row and column stay zero
+            x = self.padded
         y = self.shuffle(self.conv(x))
         s, crop = self.shuffle.upscale_factor, -self.first
         return y[:, :, crop : crop + s * height, crop : crop + s * width]
