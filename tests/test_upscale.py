@@ -139,13 +139,16 @@ def test_rgb_model_keeps_gray_gray():
     assert out.mode == "L" and out.size == (48, 40)
 
 
-def test_identity_network_is_matlab_bicubic():
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_identity_network_is_matlab_bicubic(scale):
     from srkit import imresize
 
     image = photo(15, 13)
-    out = Upscaler(identity_vdsr()).upscale_array(image / np.float32(255))
-    reference = imresize(image / np.float64(255), scale=2)  # Y, Cb, Cr all bicubic: the RGB bicubic
-    np.testing.assert_allclose(out, np.clip(reference, 0, 1), atol=1e-5)
+    upscaler = Upscaler(identity_vdsr(scale))
+    reference = imresize(image / np.float64(255), scale=scale)  # Y, Cb, Cr all bicubic: the RGB bicubic
+    np.testing.assert_allclose(upscaler.upscale_array(image / np.float32(255)), np.clip(reference, 0, 1), atol=1e-5)
+    rounded = np.floor(np.clip(reference, 0, 1) * 255 + 0.5)  # uint8 out: rounded, off by one where float32 says
+    assert np.abs(upscaler.upscale_array(image).astype(int) - rounded).max() <= 1
 
 
 def test_premultiplied_alpha_leaves_no_fringe():

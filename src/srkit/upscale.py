@@ -323,11 +323,12 @@ class _Bicubic(nn.Module):
         out_channels, in_channels = matrix.shape
         size = phases.shape[1]
         self.scale = scale
-        if in_channels == 1:
+        self.joint = self.vertical = self.horizontal = None
+        if in_channels == 1:  # weights (phase, out, in, 5, 5)
             kernel = np.einsum("ri,sj->rsij", phases, phases).reshape(scale * scale, 1, 1, size, size)
             self.joint = _conv(kernel * matrix[None, :, :, None, None], np.tile(offset, scale * scale))
             return
-        eye = np.eye(in_channels)[None, :, :, None, None]  # (phase, out, in, 5, 1)
+        eye = np.eye(in_channels)[None, :, :, None, None]  # weights (phase, out, in, 5, 1), then (phase, out, in, 1, 5)
         self.vertical = _conv(phases[:, None, None, :, None] * eye, None)
         self.horizontal = _conv(phases[:, None, None, None, :] * matrix[None, :, :, None, None], np.tile(offset, scale))
 
@@ -335,7 +336,7 @@ class _Bicubic(nn.Module):
         n, channels, height, width = x.shape
         s, r = self.scale, BICUBIC_REACH
         x = x.index_select(2, _symmetric(height, r, x.device))
-        if hasattr(self, "joint"):
+        if self.joint is not None:
             x = self.joint(x.index_select(3, _symmetric(width, r, x.device))).permute(0, 2, 3, 1)
             x = x.reshape(n, height, width, s, s, -1).transpose(2, 3)
             return x.reshape(n, height * s, width * s, -1).permute(0, 3, 1, 2)  # one copy, channels_last
