@@ -4,7 +4,7 @@ The network and each of its layers are timed by wall clock (forward hooks, summe
 composite module does besides its layers, such as a crop, counts in the network but in none of them); the rest of
 the frame (Cb/Cr bicubic, colour conversion, rounding, tiling) is the frame's time minus the network's. Medians
 over the frames. (torch.profiler's self times put several milliseconds of thread synchronisation on the
-elementwise layers; these are not.) The frame and the random-weight networks are benchmarks/upscale_speed.py's.
+elementwise layers; these are not.) Random-weight networks and smooth content, as in benchmarks/upscale_speed.py.
 Run it with the machine quiet.
 
     python benchmarks/upscale_profile.py fsrcnn --scale 4 [--frames 7]

@@ -252,12 +252,10 @@ class Upscaler:
             matrix, offset = ycbcr_to_rgb_affine()
             colours = (gain * matrix, gain * offset + (shift - bias) * INVERSE[:, 0] + bias)
             return self._bicubic(ycbcr[:, 1:], colours).addcmul_(y, self._luma * scale)
-        if self.info.channels == "y":
-            y = self._network(x)  # a gray image is its own Y
-        elif x.shape[1] == 1:  # gray through an RGB network, back to gray as sr_for_metrics measures it
-            y = self._network(x.expand(-1, 3, -1, -1)).mean(1, keepdim=True)
+        if self.info.channels == "rgb" and x.shape[1] == 1:  # gray through an RGB network, back to gray as
+            y = self._network(x.expand(-1, 3, -1, -1)).mean(1, keepdim=True)  # sr_for_metrics measures it
         else:
-            y = self._network(x)
+            y = self._network(x)  # RGB through an RGB network; a gray image is its own Y
         return y if (scale, shift) == (1.0, 0.0) else y.mul_(scale).add_(shift)
 
     def _network(self, x: torch.Tensor) -> torch.Tensor:
@@ -465,12 +463,13 @@ class _SubPixel(nn.Module):
                     for dx, kx in offsets[jx % s]:
                         tap = deconv.weight[:, :, ky, kx].T
                         weight[:, jy - first, jx - first, :, reach + dy - (jy < 0), reach + dx - (jx < 0)] = tap
-        conv = nn.Conv2d(deconv.in_channels, deconv.out_channels * s * s, size, padding=reach, bias=False)
+        bias = deconv.bias is not None
+        conv = nn.Conv2d(deconv.in_channels, deconv.out_channels * s * s, size, padding=reach, bias=bias)
         conv = conv.to(deconv.weight.device, deconv.weight.dtype)
         with torch.no_grad():
             conv.weight.copy_(weight.reshape(conv.weight.shape))
-            if deconv.bias is not None:
-                conv.bias = nn.Parameter(deconv.bias.detach().repeat_interleave(s * s))
+            if bias:
+                conv.bias.copy_(deconv.bias.repeat_interleave(s * s))
         self.conv, self.shuffle, self.first = _StableConv2d(conv), nn.PixelShuffle(s), first
         # The padded input, kept from call to call (tiles of one size, frames of a video): a new one of this size
         # would be page-faulted in anew each time, which took longer than the copy into it.
