@@ -1,8 +1,10 @@
 """srkit against OpenCV's dnn_superres on the same architectures, producing one 1920x1080 frame on the CPU.
 
 ESPCN, FSRCNN and FSRCNN-small (the peer's files in ../shared/peers/opencv_dnn_superres) at x2, x3 and x4, and plain
-bicubic (OpenCV) as a floor, interleaved round by round in one process (this CPU's speed swings ~2x within
-seconds); medians and the interquartile range. srkit runs the same networks through `srkit.Upscaler`
+bicubic (OpenCV) as a floor, interleaved round by round (this CPU's speed swings ~2x within seconds); medians and the
+interquartile range. OpenCV runs in a process of its own, as a user gets it: srkit's Upscaler sets glibc's
+allocator to keep freed buffers (see srkit.upscale._keep_freed_memory), which speeds OpenCV up as well when it
+runs in srkit's process (`--same-process`). srkit runs the same networks through `srkit.Upscaler`
 (Y with the network, Cb/Cr bicubic) with random weights: the cost does not depend on the values. OpenCV's
 ESPCN files have ReLU hidden layers and a tanh on the output where srkit's `espcn` has the paper's tanh
 hidden layers: "espcn" is built like the files, and "espcn-paper" (srkit's zoo network) is timed beside it
@@ -12,14 +14,16 @@ quality: the PSNR (Y, protocol) against the HR frame of the Upscaler's output mi
 fp32 pipeline (the network as built, imresize for Cb/Cr, the colour functions), and the PSNR between the two.
 Needs opencv-contrib-python-headless, a benchmark-only dependency: `pip install -e '.[bench]'`.
 
-    python benchmarks/upscale_speed.py [--peers ../shared/peers/opencv_dnn_superres] [--rounds 15]
+    python benchmarks/upscale_speed.py [--peers ../shared/peers/opencv_dnn_superres] [--rounds 15] [--same-process]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -61,6 +65,30 @@ def conv_throughput(rounds: int = 10) -> float:
     return 2 * 64 * 64 * 9 * 256 * 256 / statistics.median(times) / 1e9
 
 
+def opencv_methods(peers: Path, lr: np.ndarray, scale: int) -> dict[str, Callable[[], np.ndarray]]:
+    """OpenCV's bicubic and its dnn_superres models on `lr`, by method name."""
+    methods = {"opencv bicubic": lambda: cv2.resize(lr, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)}
+    for _, _, algo, prefix in ARCHS.values():
+        peer = cv2.dnn_superres.DnnSuperResImpl_create()
+        peer.readModel(str(peers / f"{prefix}_x{scale}.pb"))
+        peer.setModel(algo, scale)
+        methods[f"opencv {prefix}"] = lambda p=peer: p.upsample(lr)
+    return methods
+
+
+def opencv_worker(connection: multiprocessing.connection.Connection, peers: Path) -> None:
+    """In a process of its own: load the OpenCV methods for (lr, scale), then time one method per request."""
+    methods = {}
+    while (request := connection.recv()) is not None:
+        if isinstance(request, tuple):  # (lr, scale): a new frame
+            methods = opencv_methods(peers, *request)
+            connection.send(list(methods))
+            continue
+        start = time.perf_counter()
+        methods[request]()
+        connection.send(time.perf_counter() - start)
+
+
 @torch.no_grad()
 def plain(model: torch.nn.Module, lr: np.ndarray, scale: int) -> np.ndarray:
     """srkit's reference: the network as built on Y, MATLAB bicubic Cb/Cr, BT.601 back to RGB, in float32."""
@@ -74,37 +102,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers", type=Path, default=PEERS)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--same-process", action="store_true", help="run OpenCV in srkit's process")
     args = parser.parse_args()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     rows = []
     small = (rng.random((FRAME[0] // 24, FRAME[1] // 24, 3)) * 255).astype(np.uint8)
     hr = cv2.resize(small, FRAME[::-1], interpolation=cv2.INTER_CUBIC)  # smooth content, no degenerate input
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: glibc's default allocator settings
+    connection, child = spawn.Pipe()
+    worker = spawn.Process(target=opencv_worker, args=(child, args.peers), daemon=True)
+    worker.start()
     for scale in (2, 3, 4):
         lr = imresize(hr, scale=1 / scale)
+        methods: dict[str, Callable[[], object] | None]
+        if args.same_process:
+            methods = opencv_methods(args.peers, lr, scale)
+        else:
+            connection.send((lr, scale))
+            methods = dict.fromkeys(connection.recv())  # timed by the worker
         quality = {}
-        methods = {
-            "opencv bicubic": lambda lr=lr, s=scale: cv2.resize(lr, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
-        }
-        for arch, (name, options, algo, prefix) in ARCHS.items():
-            if f"opencv {prefix}" not in methods:
-                peer = cv2.dnn_superres.DnnSuperResImpl_create()
-                peer.readModel(str(args.peers / f"{prefix}_x{scale}.pb"))
-                peer.setModel(algo, scale)
-                methods[f"opencv {prefix}"] = lambda lr=lr, p=peer: p.upsample(lr)
+        for arch, (name, options, _, _) in ARCHS.items():
             model = build(name, scale, **options).eval()
             upscaler = Upscaler(model)
             methods[f"srkit {arch}"] = lambda lr=lr, u=upscaler: u.upscale(lr)
             fast, reference = upscaler.upscale(lr), plain(model, lr, scale)
             quality[arch] = (psnr(fast, hr, scale) - psnr(reference, hr, scale), psnr(fast, reference, scale))
         times = {name: [] for name in methods}
-        for fn in methods.values():
-            fn()  # warm-up
-        for _ in range(args.rounds):
+        for _ in range(args.rounds + 1):  # the first round warms up
             for name, fn in methods.items():
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
+                if fn is None:
+                    connection.send(name)
+                    times[name].append(connection.recv())
+                else:
+                    start = time.perf_counter()
+                    fn()
+                    times[name].append(time.perf_counter() - start)
+        times = {name: t[1:] for name, t in times.items()}
         gflops = conv_throughput()
         for name, t in times.items():
             median = statistics.median(t)
@@ -138,6 +172,8 @@ def main() -> None:
                     else ""
                 )
             )
+    connection.send(None)
+    worker.join()
     write_csv(RESULTS, rows)
 
 

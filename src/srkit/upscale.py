@@ -10,6 +10,7 @@ are cut into tiles that overlap by the receptive field, so the tiled output equa
 from __future__ import annotations
 
 import copy
+import ctypes
 import glob
 import logging
 import math
@@ -38,10 +39,6 @@ from srkit.metrics import to_uint8
 log = logging.getLogger(__name__)
 
 MEMORY_BUDGET = 1 << 29  # bytes one tile may take while it is upscaled; larger images are tiled
-# On the CPU, smaller tiles run faster: buffers over a few tens of MB are page-faulted anew on every call (glibc
-# returns them to the system) and miss the cache; but each tile costs oneDNN set-up, Python and its overlap.
-# 128 MiB was the fastest budget for ESPCN and FSRCNN at x2, x3 and x4 (benchmarks/upscale_speed.py).
-CPU_TILE_BUDGET = 1 << 27
 BICUBIC_REACH = 2  # LR pixels either side that MATLAB's bicubic upscaling reads
 PIPELINE_FLOATS = 16  # floats per output pixel besides the network: colour, Cb/Cr, alpha and their copies
 
@@ -103,6 +100,9 @@ class Upscaler:
         device: "cpu", "cuda" or a torch device.
         half: run the network in float16 (CUDA only).
         memory_budget: bytes one tile may use while it is upscaled.
+
+    On the CPU it keeps some buffers from call to call, so one Upscaler is not for two threads at once, and it has
+    glibc keep freed memory for reuse in the whole process (see _keep_freed_memory).
     """
 
     def __init__(
@@ -129,6 +129,8 @@ class Upscaler:
         self.info, self.scale, self.tile = info, scale, tile
         self.dtype = torch.float16 if half else torch.float32
         self.model = _prepare(model, device, self.dtype)
+        if device.type == "cpu":
+            _keep_freed_memory()
         self.device = device
         self.memory_budget = memory_budget
         # Input pixels around a tile that its outputs depend on: the network's receptive field (in LR pixels;
@@ -137,7 +139,6 @@ class Upscaler:
         self.margin = -(-radius // scale) + BICUBIC_REACH if info.upsampled_input else max(radius, BICUBIC_REACH)
         self.bytes_per_pixel = _bytes_per_pixel(self.model, scale, self.dtype)
         self._upsamplers: dict[tuple, nn.Module] = {}  # bicubic convolutions, by channels and colour map
-        self._luma = torch.tensor(INVERSE[:, 0], dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
     def upscale(self, image: Image.Image | np.ndarray | torch.Tensor) -> Image.Image | np.ndarray | torch.Tensor:
         """Upscale a PIL image, a numpy image or a torch tensor; the result has the same kind and dtype.
@@ -206,12 +207,11 @@ class Upscaler:
             target[:, x0 * s : x1 * s].copy_(tile)
 
     def tile_size(self, height: int, width: int) -> int:
-        """Tile size in input pixels: the one asked for, else the largest whose window fits the budget (the memory
-        budget; on the CPU, the cache). Images are then cut into tiles of equal size no larger than it."""
+        """Tile size in input pixels: the one asked for, else the largest whose window fits the memory budget.
+        Images are then cut into tiles of equal size no larger than it."""
         if self.tile:
             return self.tile
-        budget = min(self.memory_budget, CPU_TILE_BUDGET) if self.device.type == "cpu" else self.memory_budget
-        pixels = budget / self.bytes_per_pixel
+        pixels = self.memory_budget / self.bytes_per_pixel
         if (height + 2 * self.margin) * (width + 2 * self.margin) <= pixels:
             return max(height, width)
         return max(int(math.sqrt(pixels)) - 2 * self.margin, 16)
@@ -251,7 +251,7 @@ class Upscaler:
             # bicubic convolution, and the network's output range into the factor of Y.
             matrix, offset = ycbcr_to_rgb_affine()
             colours = (gain * matrix, gain * offset + (shift - bias) * INVERSE[:, 0] + bias)
-            return self._bicubic(ycbcr[:, 1:], colours).addcmul_(y, self._luma * scale)
+            return self._bicubic(ycbcr[:, 1:], colours, y, scale * INVERSE[:, 0])
         if self.info.channels == "rgb" and x.shape[1] == 1:  # gray through an RGB network, back to gray as
             y = self._network(x.expand(-1, 3, -1, -1)).mean(1, keepdim=True)  # sr_for_metrics measures it
         else:
@@ -263,13 +263,20 @@ class Upscaler:
         x = self._bicubic(x) if self.info.upsampled_input else x
         return self.model(to_range(x.to(self.dtype), self.info.input_range)).float()
 
-    def _bicubic(self, x: torch.Tensor, colours: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
-        """MATLAB bicubic upscaling of (1, C, h, w), then an affine map of its colours (matrix, offset)."""
-        key = (x.shape[1], None if colours is None else tuple(np.concatenate([colours[0].ravel(), colours[1]])))
+    def _bicubic(
+        self,
+        x: torch.Tensor,
+        colours: tuple[np.ndarray, np.ndarray] | None = None,
+        y: torch.Tensor | None = None,
+        luma: np.ndarray | None = None,
+    ) -> torch.Tensor:
+        """MATLAB bicubic upscaling of (1, C, h, w), then an affine map of its colours (matrix, offset), plus
+        luma * y for an image y (1, 1, H, W) of the output's size (see _Bicubic)."""
+        matrix, offset = colours if colours is not None else (np.eye(x.shape[1]), np.zeros(x.shape[1]))
+        key = (x.shape[1], *matrix.ravel(), *offset, *(() if luma is None else luma))
         if key not in self._upsamplers:
-            matrix, offset = colours if colours is not None else (np.eye(x.shape[1]), np.zeros(x.shape[1]))
-            self._upsamplers[key] = _Bicubic(self.scale, matrix, offset).to(self.device)
-        return self._upsamplers[key](x)
+            self._upsamplers[key] = _Bicubic(self.scale, matrix, offset, self.device, luma)
+        return self._upsamplers[key](x, y)
 
 
 def _even(length: int, tile: int) -> int:
@@ -313,38 +320,76 @@ class _Bicubic(nn.Module):
     only the first pass's output, 1/scale of the image, is rearranged. One channel (oneDNN rounds one-channel
     convolutions differently per size but for the kernel-rows form of _StableConv2d) takes one 5x5 convolution,
     channel (ry * scale + rx) * out + c, and a rearrangement of the whole output.
+
+    With `luma` (a factor per output colour), forward adds luma * y for an image y of the output's size: Y's share
+    of RGB when Cb and Cr are the input. On the CPU the row pass and a 1x1 convolution of y (its rows seen as
+    `scale` channels of every scale-th pixel, a view) add into a zeroed buffer kept from call to call, as post-ops
+    of oneDNN's convolutions: a new buffer this large is page-faulted in anew each time, which took longer than the
+    work, and torch spreads one pixel over three colours slowly. The module is therefore not for two threads at once.
     """
 
-    def __init__(self, scale: int, matrix: np.ndarray, offset: np.ndarray) -> None:
+    def __init__(
+        self, scale: int, matrix: np.ndarray, offset: np.ndarray, device: torch.device, luma: np.ndarray | None = None
+    ) -> None:
         super().__init__()
+        stable = device.type == "cpu" and torch.backends.mkldnn.is_available()
         phases = _bicubic_phases(scale)  # (scale, 5)
         out_channels, in_channels = matrix.shape
         size = phases.shape[1]
         self.scale = scale
-        self.joint = self.vertical = self.horizontal = None
+        self.joint = self.vertical = self.horizontal = self.luma = None
+        factors = None if luma is None else torch.tensor(luma, dtype=torch.float32)[:, None, None]
+        self.register_buffer("factors", factors)
+        self.buffer = torch.zeros(0)  # see above
         if in_channels == 1:  # weights (phase, out, in, 5, 5)
             kernel = np.einsum("ri,sj->rsij", phases, phases).reshape(scale * scale, 1, 1, size, size)
-            self.joint = _conv(kernel * matrix[None, :, :, None, None], np.tile(offset, scale * scale))
-            return
-        eye = np.eye(in_channels)[None, :, :, None, None]  # weights (phase, out, in, 5, 1), then (phase, out, in, 1, 5)
-        self.vertical = _conv(phases[:, None, None, :, None] * eye, None)
-        self.horizontal = _conv(phases[:, None, None, None, :] * matrix[None, :, :, None, None], np.tile(offset, scale))
+            self.joint = _conv(kernel * matrix[None, :, :, None, None], np.tile(offset, scale * scale), stable)
+        else:  # weights (phase, out, in, 5, 1), then (phase, out, in, 1, 5)
+            eye = np.eye(in_channels)[None, :, :, None, None]
+            self.vertical = _conv(phases[:, None, None, :, None] * eye, None, stable)
+            colours = phases[:, None, None, None, :] * matrix[None, :, :, None, None]
+            self.horizontal = _conv(colours, np.tile(offset, scale), stable)
+            if luma is not None and stable:  # weights (phase rx, out, in rx, 1, 1)
+                self.luma = _conv(np.eye(scale)[:, None, :, None, None] * luma[None, :, None, None, None], None, stable)
+        self.to(device)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """(n, C, h, w) -> (n, out, s*h, s*w), channels_last, plus luma * y (n, 1, s*h, s*w) if given (for more
+        than one input channel)."""
         n, channels, height, width = x.shape
-        s, r = self.scale, BICUBIC_REACH
-        x = x.index_select(2, _symmetric(height, r, x.device))
+        s = self.scale
+        x = _pad_symmetric(x, BICUBIC_REACH)
         if self.joint is not None:
-            x = self.joint(x.index_select(3, _symmetric(width, r, x.device))).permute(0, 2, 3, 1)
-            x = x.reshape(n, height, width, s, s, -1).transpose(2, 3)
+            x = self.joint(x).permute(0, 2, 3, 1).reshape(n, height, width, s, s, -1).transpose(2, 3)
             return x.reshape(n, height * s, width * s, -1).permute(0, 3, 1, 2)  # one copy, channels_last
-        x = self.vertical(x).permute(0, 2, 3, 1).reshape(n, height, width, s, channels).transpose(2, 3)
-        x = x.reshape(n, height * s, width, channels).permute(0, 3, 1, 2)  # one copy, 1/scale of the output
-        x = self.horizontal(x.index_select(3, _symmetric(width, r, x.device))).permute(0, 2, 3, 1)
-        return x.reshape(n, height * s, width * s, -1).permute(0, 3, 1, 2)  # a view: (1, H, w, rx, c) is (1, H, W, c)
+        x = self.vertical(x).permute(0, 2, 3, 1).reshape(n, height, -1, s, channels).transpose(2, 3)
+        x = x.reshape(n, height * s, -1, channels).permute(0, 3, 1, 2)  # one copy, 1/scale of the output
+        if y is not None and self.luma is not None:
+            count = n * height * s * width * self.horizontal.out_channels
+            if self.buffer.numel() < count:
+                self.buffer = torch.zeros(count, device=x.device)
+            out = self.buffer[:count].view(n, height * s, width, -1).zero_().permute(0, 3, 1, 2)
+            self.horizontal(x, add=out)
+            x = self.luma(y.reshape(n, height * s, width, s).permute(0, 3, 1, 2), add=out)
+        else:
+            x = self.horizontal(x)
+        x = x.permute(0, 2, 3, 1).reshape(n, height * s, width * s, -1).permute(0, 3, 1, 2)  # (n, H, w, rx, c): a view
+        return x if y is None or self.luma is not None else x.addcmul_(y, self.factors)
 
 
-def _conv(weight: np.ndarray, bias: np.ndarray | None) -> nn.Module:
+def _pad_symmetric(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """MATLAB's symmetric padding of (n, C, h, w) by `pad` on every side, channels_last."""
+    x = x.permute(0, 2, 3, 1)
+    for dim in (1, 2):
+        length = x.shape[dim]
+        if length >= pad:  # slices are cheaper than a gather, along the rows as along the columns
+            x = torch.cat([x.narrow(dim, 0, pad).flip(dim), x, x.narrow(dim, length - pad, pad).flip(dim)], dim)
+        else:
+            x = x.index_select(dim, _symmetric(length, pad, x.device))
+    return x.permute(0, 3, 1, 2)
+
+
+def _conv(weight: np.ndarray, bias: np.ndarray | None, stable: bool) -> nn.Module:
     """A convolution without padding of weights (phase, out, in, kh, kw): output channel phase * out + o."""
     phases, out_channels, in_channels, kh, kw = weight.shape
     conv = nn.Conv2d(in_channels, phases * out_channels, (kh, kw), bias=bias is not None)
@@ -353,7 +398,7 @@ def _conv(weight: np.ndarray, bias: np.ndarray | None) -> nn.Module:
         if bias is not None:
             conv.bias.copy_(torch.from_numpy(bias))
     # Whole output channels: a padded last pass would leave the image a strided view that costs a copy.
-    return _StableConv2d(conv, pad_channels=False) if torch.backends.mkldnn.is_available() else conv
+    return _StableConv2d(conv, pad_channels=False) if stable else conv
 
 
 class _StableConv2d(nn.Module):
@@ -383,7 +428,8 @@ class _StableConv2d(nn.Module):
         self.vertical_padding = conv.padding[0]
         self.activation = "none"  # "relu", or "tanh": see _fuse
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+        """The convolution of x; with `add` (the output's shape, channels_last), `add` + it, written into `add`."""
         if self.rows:
             p, kh = self.vertical_padding, self.weight.shape[1]
             x = nn.functional.pad(x, (0, 0, p, p)).contiguous()
@@ -391,6 +437,11 @@ class _StableConv2d(nn.Module):
             x = x.as_strided((n, kh, height - kh + 1, width), (x.stride(0), width, width, 1))
         x = x.contiguous(memory_format=torch.channels_last)
         attr = "relu" if self.activation == "relu" else "none"
+        if add is not None:  # the sum is a post-op of oneDNN's convolution, written into `add`
+            assert self.activation == "none" and self.out_channels == self.weight.shape[0]
+            return torch.ops.mkldnn._convolution_pointwise_.binary(
+                add, x, self.weight, self.bias, self.padding, (1, 1), (1, 1), 1, "add", None, None, [], None
+            )
         y = torch.ops.mkldnn._convolution_pointwise(
             x, self.weight, self.bias, self.padding, (1, 1), (1, 1), 1, attr, [], None
         )
@@ -470,7 +521,7 @@ class _SubPixel(nn.Module):
             conv.weight.copy_(weight.reshape(conv.weight.shape))
             if bias:
                 conv.bias.copy_(deconv.bias.repeat_interleave(s * s))
-        self.conv, self.shuffle, self.first = _StableConv2d(conv), nn.PixelShuffle(s), first
+        self.conv, self.shuffle, self.first = _StableConv2d(conv), _PixelShuffle(s), first
         # The padded input, kept from call to call (tiles of one size, frames of a video): a new one of this size
         # would be page-faulted in anew each time, which took longer than the copy into it.
         self.padded: torch.Tensor | None = None
@@ -486,6 +537,20 @@ class _SubPixel(nn.Module):
         y = self.shuffle(self.conv(x))
         s, crop = self.shuffle.upscale_factor, -self.first
         return y[:, :, crop : crop + s * height, crop : crop + s * width]
+
+
+class _PixelShuffle(nn.PixelShuffle):
+    """nn.PixelShuffle, with one output channel (the Y of every Y model) as a single strided copy: 2-3x faster than
+    PixelShuffle's own kernel on channels_last input at x3 and x4 (slower with more channels)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, channels, height, width = x.shape
+        s = self.upscale_factor
+        if channels != s * s:
+            return super().forward(x)
+        out = x.new_empty(n, height, s, width, s)
+        out.copy_(x.view(n, s, s, height, width).permute(0, 3, 1, 4, 2))
+        return out.view(n, 1, height * s, width * s)
 
 
 def _plain(conv: nn.Conv2d) -> bool:
@@ -506,6 +571,8 @@ def _prepare(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.M
                 setattr(parent, name, _StableConv2d(child))
             elif type(child) is nn.ConvTranspose2d and (replacement := _subpixel(child)) is not None:
                 setattr(parent, name, replacement)
+            elif type(child) is nn.PixelShuffle:
+                setattr(parent, name, _PixelShuffle(child.upscale_factor))
     for module in list(model.modules()):
         if isinstance(module, nn.Sequential):
             _fuse(module)
@@ -522,7 +589,8 @@ def _bytes_per_pixel(model: nn.Module, scale: int, dtype: torch.dtype) -> float:
     widest = [0]
 
     def record(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        widest[0] = max(widest[0], output.numel())
+        base = output._base if output._base is not None else output  # a slice of padded channels is all of them
+        widest[0] = max(widest[0], base.numel())
 
     hooks = [m.register_forward_hook(record) for m in model.modules()]
     try:
@@ -534,6 +602,22 @@ def _bytes_per_pixel(model: nn.Module, scale: int, dtype: torch.dtype) -> float:
     per_pixel = widest[0] / 256 * (scale**2 if model.info.upsampled_input else 1)
     element = torch.finfo(dtype).bits // 8
     return 3 * per_pixel * element + PIPELINE_FLOATS * 4 * scale**2
+
+
+@lru_cache(maxsize=1)
+def _keep_freed_memory() -> None:
+    """Have glibc serve buffers up to 256 MiB from its heap, and keep up to 512 MiB of it when freed.
+
+    By default it maps every buffer over 32 MiB afresh, and returns freed heap over 64 MiB to the system: each
+    frame then page-faults its activations in anew, which took longer than FSRCNN x3's network (a 1080p frame in
+    1.7x the time). This holds for the whole process; elsewhere than on glibc, nothing is changed.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD
+    libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
 
 
 def _check_pixels(pixels: np.ndarray) -> None:
