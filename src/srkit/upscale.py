@@ -315,17 +315,17 @@ class _Bicubic(nn.Module):
     convolutions without padding; MATLAB's symmetric borders are added here, so that a convolution computes every
     pixel in the same way (imresize does border pixels in another way than inner ones), in a tile as in the image.
 
-    Two channels or more go down the columns (5x1, one output channel per phase ry and colour), then along the rows
-    with the colour map (1x5, channel rx * out + c), whose output is already in the upscaled image's memory order:
-    only the first pass's output, 1/scale of the image, is rearranged. One channel (oneDNN rounds one-channel
-    convolutions differently per size but for the kernel-rows form of _StableConv2d) takes one 5x5 convolution,
-    channel (ry * scale + rx) * out + c, and a rearrangement of the whole output.
+    Two channels or more go down the columns (a matrix product of each output row's 5 input rows by the phases'
+    weights, which writes the rows in the upscaled image's order), then along the rows with the colour map (a 1x5
+    convolution, channel rx * out + c, whose output is already in the upscaled image's memory order). One channel
+    (oneDNN rounds one-channel convolutions differently per size but for the kernel-rows form of _StableConv2d)
+    takes one 5x5 convolution, channel (ry * scale + rx) * out + c, and a rearrangement of the whole output.
 
     With `luma` (a factor per output colour), forward adds luma * y for an image y of the output's size: Y's share
-    of RGB when Cb and Cr are the input. On the CPU the row pass and a 1x1 convolution of y (its rows seen as
-    `scale` channels of every scale-th pixel, a view) add into a zeroed buffer kept from call to call, as post-ops
-    of oneDNN's convolutions: a new buffer this large is page-faulted in anew each time, which took longer than the
-    work, and torch spreads one pixel over three colours slowly. The module is therefore not for two threads at once.
+    of RGB when Cb and Cr are the input. On the CPU that is a 1x1 convolution of y (its rows seen as `scale`
+    channels of every scale-th pixel, a view) added to the row pass's output by oneDNN as a post-op, in one pass:
+    torch's elementwise kernels spread one pixel over three interleaved colours slowly (7 ms against 5 for x4
+    at 1080p).
     """
 
     def __init__(
@@ -337,16 +337,14 @@ class _Bicubic(nn.Module):
         out_channels, in_channels = matrix.shape
         size = phases.shape[1]
         self.scale = scale
-        self.joint = self.vertical = self.horizontal = self.luma = None
+        self.joint = self.horizontal = self.luma = None
         factors = None if luma is None else torch.tensor(luma, dtype=torch.float32)[:, None, None]
         self.register_buffer("factors", factors)
-        self.buffer = torch.zeros(0)  # see above
         if in_channels == 1:  # weights (phase, out, in, 5, 5)
             kernel = np.einsum("ri,sj->rsij", phases, phases).reshape(scale * scale, 1, 1, size, size)
             self.joint = _conv(kernel * matrix[None, :, :, None, None], np.tile(offset, scale * scale), stable)
-        else:  # weights (phase, out, in, 5, 1), then (phase, out, in, 1, 5)
-            eye = np.eye(in_channels)[None, :, :, None, None]
-            self.vertical = _conv(phases[:, None, None, :, None] * eye, None, stable)
+        else:  # weights (phase, out, in, 1, 5)
+            self.register_buffer("phases", torch.tensor(phases, dtype=torch.float32))
             colours = phases[:, None, None, None, :] * matrix[None, :, :, None, None]
             self.horizontal = _conv(colours, np.tile(offset, scale), stable)
             if luma is not None and stable:  # weights (phase rx, out, in rx, 1, 1)
@@ -362,17 +360,15 @@ class _Bicubic(nn.Module):
         if self.joint is not None:
             x = self.joint(x).permute(0, 2, 3, 1).reshape(n, height, width, s, s, -1).transpose(2, 3)
             return x.reshape(n, height * s, width * s, -1).permute(0, 3, 1, 2)  # one copy, channels_last
-        x = self.vertical(x).permute(0, 2, 3, 1).reshape(n, height, -1, s, channels).transpose(2, 3)
-        x = x.reshape(n, height * s, -1, channels).permute(0, 3, 1, 2)  # one copy, 1/scale of the output
+        # Down the columns as one matrix product per output row: its 5 input rows (a view) by the phases' weights
+        # give its s output rows, already in the upscaled image's order.
+        rows = x.permute(0, 2, 3, 1).reshape(n, height + 2 * BICUBIC_REACH, -1)
+        row = rows.stride(1)
+        windows = rows.as_strided((n, height, 2 * BICUBIC_REACH + 1, rows.shape[2]), (rows.stride(0), row, row, 1))
+        x = torch.matmul(self.phases, windows).view(n, height * s, -1, channels).permute(0, 3, 1, 2)
+        x = self.horizontal(x)
         if y is not None and self.luma is not None:
-            count = n * height * s * width * self.horizontal.out_channels
-            if self.buffer.numel() < count:
-                self.buffer = torch.zeros(count, device=x.device)
-            out = self.buffer[:count].view(n, height * s, width, -1).zero_().permute(0, 3, 1, 2)
-            self.horizontal(x, add=out)
-            x = self.luma(y.reshape(n, height * s, width, s).permute(0, 3, 1, 2), add=out)
-        else:
-            x = self.horizontal(x)
+            x = self.luma(y.reshape(n, height * s, width, s).permute(0, 3, 1, 2), add=x)
         x = x.permute(0, 2, 3, 1).reshape(n, height * s, width * s, -1).permute(0, 3, 1, 2)  # (n, H, w, rx, c): a view
         return x if y is None or self.luma is not None else x.addcmul_(y, self.factors)
 
