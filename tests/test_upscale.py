@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import signal
+import subprocess
+import sys
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -269,6 +273,24 @@ def test_an_input_is_never_overwritten(tmp_path, weights, capsys):
         assert main(["upscale", str(source), "-o", str(target), "--overwrite", "--weights", str(weights)]) == 1
     assert source.read_bytes() == before
     assert list(tmp_path.glob(".*")) == []  # no temporary file left behind
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_run_leaves_no_partial_file(tmp_path, weights, stop):
+    source = tmp_path / "in" / "big.png"
+    source.parent.mkdir()
+    Image.fromarray(np.tile(photo(100, 100), (16, 16, 1))).save(source)  # a 4800x4800 PNG output takes seconds
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "srkit", "upscale", str(source), "-o", str(out), "--weights", str(weights)]
+    # Ctrl-C's signal may be ignored by a test runner started in the background; the command must see its default.
+    run = subprocess.Popen(command, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not (out.exists() and any(out.iterdir())) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.poll() is None, "finished before it could be stopped"
+    run.send_signal(stop)
+    assert run.wait(timeout=60) == 130
+    assert list(out.iterdir()) == []
 
 
 def test_default_output_is_beside_the_input_and_a_file_output_is_a_file(tmp_path, weights, capsys):
