@@ -3,15 +3,15 @@
 ESPCN, FSRCNN and FSRCNN-small (the peer's files in ../shared/peers/opencv_dnn_superres) at x2, x3 and x4, and plain
 bicubic (OpenCV) as a floor, interleaved round by round (this CPU's speed swings ~2x within seconds); medians and the
 interquartile range. OpenCV runs in a process of its own, as a user gets it: srkit's Upscaler sets glibc's
-allocator to keep freed buffers (see srkit.upscale._keep_freed_memory), which speeds OpenCV up as well when it
-runs in srkit's process (`--same-process`). srkit runs the same networks through `srkit.Upscaler`
-(Y with the network, Cb/Cr bicubic) with random weights: the cost does not depend on the values. OpenCV's
-ESPCN files have ReLU hidden layers and a tanh on the output where srkit's `espcn` has the paper's tanh
-hidden layers: "espcn" is built like the files, and "espcn-paper" (srkit's zoo network) is timed beside it
-against the same OpenCV model. Also reports the share of this CPU's
-measured convolution throughput (64->64 3x3, channels_last) srkit reaches, and what its fast path costs in
-quality: the PSNR (Y, protocol) against the HR frame of the Upscaler's output minus that of srkit's plain
-fp32 pipeline (the network as built, imresize for Cb/Cr, the colour functions), and the PSNR between the two.
+allocator to keep freed buffers (see srkit.upscale._keep_freed_memory), which speeds OpenCV up as well when it runs
+in srkit's process (`--same-process`, written to upscale_speed_same_process.csv). srkit runs the same networks
+through `srkit.Upscaler` (Y with the network, Cb/Cr bicubic) with random weights: the cost does not depend on the
+values. OpenCV's ESPCN files have ReLU hidden layers and a tanh on the output where srkit's `espcn` has the paper's
+tanh hidden layers: "espcn" is built like the files, and "espcn-paper" (srkit's zoo network) is timed beside it
+against the same OpenCV model. Also reports the share of this CPU's measured convolution throughput (64->64 3x3,
+channels_last) srkit reaches, and what its fast path costs in quality: the PSNR (Y, protocol) against the HR frame
+of the Upscaler's output minus that of srkit's plain fp32 pipeline (the network as built, imresize for Cb/Cr, the
+colour functions), and the PSNR between the two.
 Needs opencv-contrib-python-headless, a benchmark-only dependency: `pip install -e '.[bench]'`.
 
     python benchmarks/upscale_speed.py [--peers ../shared/peers/opencv_dnn_superres] [--rounds 15] [--same-process]
@@ -174,7 +174,7 @@ def main() -> None:
             )
     connection.send(None)
     worker.join()
-    write_csv(RESULTS, rows)
+    write_csv(RESULTS.with_name("upscale_speed_same_process.csv") if args.same_process else RESULTS, rows)
 
 
 if __name__ == "__main__":
