@@ -52,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     print(format_table(COLUMNS, [describe(name, args.scale) for name in names()]))
-    records = list(zoo.records().values())
+    records = sorted(zoo.records().values(), key=lambda r: (r.model, r.scale))
     print("\n" + (format_table(ZOO_COLUMNS, records) if records else "No pretrained weights are shipped yet."))
     return 0
 
