@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,7 +78,8 @@ def opencv_methods(peers: Path, lr: np.ndarray, scale: int) -> dict[str, Callabl
 
 
 def opencv_worker(connection: multiprocessing.connection.Connection, peers: Path) -> None:
-    """In a process of its own: load the OpenCV methods for (lr, scale), then time one method per request."""
+    """In a process of its own (or a thread, --same-process): load the OpenCV methods for (lr, scale), then time one
+    method per request."""
     methods = {}
     while (request := connection.recv()) is not None:
         if isinstance(request, tuple):  # (lr, scale): a new frame
@@ -111,16 +113,13 @@ def main() -> None:
     hr = cv2.resize(small, FRAME[::-1], interpolation=cv2.INTER_CUBIC)  # smooth content, no degenerate input
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: glibc's default allocator settings
     connection, child = spawn.Pipe()
-    worker = spawn.Process(target=opencv_worker, args=(child, args.peers), daemon=True)
+    start_worker = threading.Thread if args.same_process else spawn.Process
+    worker = start_worker(target=opencv_worker, args=(child, args.peers), daemon=True)
     worker.start()
     for scale in (2, 3, 4):
         lr = imresize(hr, scale=1 / scale)
-        methods: dict[str, Callable[[], object] | None]
-        if args.same_process:
-            methods = opencv_methods(args.peers, lr, scale)
-        else:
-            connection.send((lr, scale))
-            methods = dict.fromkeys(connection.recv())  # timed by the worker
+        connection.send((lr, scale))
+        methods: dict[str, Callable[[], object] | None] = dict.fromkeys(connection.recv())  # timed by the worker
         quality = {}
         for arch, (name, options, _, _) in ARCHS.items():
             model = build(name, scale, **options).eval()

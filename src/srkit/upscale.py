@@ -370,7 +370,9 @@ class _Bicubic(nn.Module):
         if y is not None and self.luma is not None:
             x = self.luma(y.reshape(n, height * s, width, s).permute(0, 3, 1, 2), add=x)
         x = x.permute(0, 2, 3, 1).reshape(n, height * s, width * s, -1).permute(0, 3, 1, 2)  # (n, H, w, rx, c): a view
-        return x if y is None or self.luma is not None else x.addcmul_(y, self.factors)
+        if y is not None and self.luma is None:  # off the CPU: an elementwise pass
+            x = x.addcmul_(y, self.factors)
+        return x
 
 
 def _pad_symmetric(x: torch.Tensor, pad: int) -> torch.Tensor:
@@ -432,12 +434,12 @@ class _StableConv2d(nn.Module):
             n, _, height, width = x.shape
             x = x.as_strided((n, kh, height - kh + 1, width), (x.stride(0), width, width, 1))
         x = x.contiguous(memory_format=torch.channels_last)
-        attr = "relu" if self.activation == "relu" else "none"
         if add is not None:  # the sum is a post-op of oneDNN's convolution, written into `add`
             assert self.activation == "none" and self.out_channels == self.weight.shape[0]
             return torch.ops.mkldnn._convolution_pointwise_.binary(
                 add, x, self.weight, self.bias, self.padding, (1, 1), (1, 1), 1, "add", None, None, [], None
             )
+        attr = "relu" if self.activation == "relu" else "none"
         y = torch.ops.mkldnn._convolution_pointwise(
             x, self.weight, self.bias, self.padding, (1, 1), (1, 1), 1, attr, [], None
         )
