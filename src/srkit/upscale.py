@@ -405,8 +405,13 @@ class _StableConv2d(nn.Module):
     PyTorch hands small convolutions to its own kernels and large ones to oneDNN, and the two round
     differently. oneDNN's direct convolution of channels_last tensors gives the same bits at every size (measured
     for every layer shape of srkit's models, with 1 to 3 threads), except with one input channel, where it takes
-    another path: there the kh rows that the kernel reads become kh channels of a (1, kw) kernel. A following ReLU
-    is fused; oneDNN's fused tanh is not size-stable, so `tanh` (see _fuse) is computed apart, from exp.
+    another path: there the kh rows that the kernel reads become kh channels of a (1, kw) kernel, over an input
+    padded here (its fused activations, and one-row inputs, came out differently at some widths with the padding
+    left to oneDNN). A following ReLU is fused. tanh (see _fuse) is computed as tanh(z)/2 = sigmoid(2z) - 1/2:
+    oneDNN's fused tanh is neither size-stable nor fast, torch's tanh and sigmoid are not size-stable (their last
+    few elements take a scalar path). The logistic is fused into the kernel-rows form (size-stable there, and one
+    pass against four: 1->64 channels at 480x270 took 10 ms against 20); in the other convolutions it made the
+    convolution itself slower, and it is taken from exp apart, as 1/(1 + exp(-2z)) - 1/2.
     """
 
     def __init__(self, conv: nn.Conv2d, pad_channels: bool = True) -> None:
@@ -422,15 +427,15 @@ class _StableConv2d(nn.Module):
         bias = None if bias is None else nn.functional.pad(bias, (0, padded - self.out_channels))
         self.weight = nn.Parameter(weight.contiguous(memory_format=torch.channels_last), requires_grad=False)
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
-        self.padding = (0 if self.rows else conv.padding[0], conv.padding[1])
-        self.vertical_padding = conv.padding[0]
+        self.padding = (0, 0) if self.rows else conv.padding
+        self.rows_padding = conv.padding
         self.activation = "none"  # "relu", or "tanh": see _fuse
 
     def forward(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         """The convolution of x; with `add` (the output's shape, channels_last), `add` + it, written into `add`."""
         if self.rows:
-            p, kh = self.vertical_padding, self.weight.shape[1]
-            x = nn.functional.pad(x, (0, 0, p, p)).contiguous()
+            (py, px), kh = self.rows_padding, self.weight.shape[1]
+            x = nn.functional.pad(x, (px, px, py, py)).contiguous()
             n, _, height, width = x.shape
             x = x.as_strided((n, kh, height - kh + 1, width), (x.stride(0), width, width, 1))
         x = x.contiguous(memory_format=torch.channels_last)
@@ -439,19 +444,19 @@ class _StableConv2d(nn.Module):
             return torch.ops.mkldnn._convolution_pointwise_.binary(
                 add, x, self.weight, self.bias, self.padding, (1, 1), (1, 1), 1, "add", None, None, [], None
             )
-        attr = "relu" if self.activation == "relu" else "none"
+        attr = {"relu": "relu", "tanh": "sigmoid" if self.rows else "none"}.get(self.activation, "none")
         y = torch.ops.mkldnn._convolution_pointwise(
             x, self.weight, self.bias, self.padding, (1, 1), (1, 1), 1, attr, [], None
         )
-        if self.activation == "tanh":  # -tanh(z)/2 = 1/(1 + exp(2z)) - 1/2, the factor 2 being in the weights
-            y = y.exp_().add_(1).reciprocal_().sub_(0.5)
+        if self.activation == "tanh":  # tanh(z)/2 = sigmoid(2z) - 1/2, the factor 2 (or -2) being in the weights
+            y = y.sub_(0.5) if self.rows else y.exp_().add_(1).reciprocal_().sub_(0.5)
         return y[:, : self.out_channels]
 
 
 def _fuse(layers: nn.Sequential) -> None:
     """Fold activations that follow a stable convolution into it: ReLU as is; tanh, when another convolution
-    follows, as -tanh/2 (cheaper from exp than tanh itself, and zero where tanh is, so padding is unchanged),
-    whose factor -2 goes into the next convolution's weights."""
+    follows, as tanh/2 (a logistic, see _StableConv2d; zero where tanh is, so padding is unchanged), whose
+    factor 2 goes into the next convolution's weights."""
     for i in range(len(layers) - 1):
         conv, activation = layers[i], layers[i + 1]
         if not isinstance(conv, _StableConv2d) or conv.activation != "none":
@@ -460,10 +465,11 @@ def _fuse(layers: nn.Sequential) -> None:
             conv.activation, layers[i + 1] = "relu", nn.Identity()
         elif isinstance(activation, nn.Tanh) and i + 2 < len(layers) and isinstance(layers[i + 2], _StableConv2d):
             conv.activation, layers[i + 1] = "tanh", nn.Identity()
-            conv.weight.mul_(2)
+            factor = 2 if conv.rows else -2  # sigmoid(2z) or 1/(1 + exp(-2z))
+            conv.weight.mul_(factor)
             if conv.bias is not None:
-                conv.bias.mul_(2)
-            layers[i + 2].weight.mul_(-2)
+                conv.bias.mul_(factor)
+            layers[i + 2].weight.mul_(2)
 
 
 def _subpixel(deconv: nn.ConvTranspose2d) -> nn.Module | None:
