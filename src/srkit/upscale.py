@@ -285,9 +285,9 @@ def _even(length: int, tile: int) -> int:
 
 
 @lru_cache(maxsize=64)
-def _symmetric(length: int, pad: int, device: torch.device) -> torch.Tensor:
-    """Indices of MATLAB's symmetric padding by `pad` on both sides: -1 reads 0, `length` reads length - 1."""
-    i = torch.arange(-pad, length + pad, device=device) % (2 * length)
+def _symmetric(length: int, before: int, after: int, device: torch.device) -> torch.Tensor:
+    """Indices of MATLAB's symmetric padding: -1 reads 0, `length` reads length - 1."""
+    i = torch.arange(-before, length + after, device=device) % (2 * length)
     return torch.where(i < length, i, 2 * length - 1 - i)
 
 
@@ -316,8 +316,11 @@ class _Bicubic(nn.Module):
     pixel in the same way (imresize does border pixels in another way than inner ones), in a tile as in the image.
 
     Two channels or more go down the columns (a matrix product of each output row's 5 input rows by the phases'
-    weights, which writes the rows in the upscaled image's order), then along the rows with the colour map (a 1x5
-    convolution, channel rx * out + c, whose output is already in the upscaled image's memory order). One channel
+    weights, which writes the rows in the upscaled image's order), then along the rows with the colour map (a
+    convolution, channel rx * out + c, whose output is already in the upscaled image's memory order). oneDNN
+    computes 8 output channels at a time, and 6 or 12 (x2, x4) took about twice as long as 8 or 16: there `group`
+    input columns become one pixel of group * C channels, so that the row pass has 24 (a 1x3 kernel over groups;
+    the image is padded to whole groups and the output cropped). One channel
     (oneDNN rounds one-channel convolutions differently per size but for the kernel-rows form of _StableConv2d)
     takes one 5x5 convolution, channel (ry * scale + rx) * out + c, and a rearrangement of the whole output.
 
@@ -336,54 +339,79 @@ class _Bicubic(nn.Module):
         phases = _bicubic_phases(scale)  # (scale, 5)
         out_channels, in_channels = matrix.shape
         size = phases.shape[1]
-        self.scale = scale
+        self.scale, self.group = scale, 1
         self.joint = self.horizontal = self.luma = None
         factors = None if luma is None else torch.tensor(luma, dtype=torch.float32)[:, None, None]
         self.register_buffer("factors", factors)
         if in_channels == 1:  # weights (phase, out, in, 5, 5)
             kernel = np.einsum("ri,sj->rsij", phases, phases).reshape(scale * scale, 1, 1, size, size)
             self.joint = _conv(kernel * matrix[None, :, :, None, None], np.tile(offset, scale * scale), stable)
-        else:  # weights (phase, out, in, 1, 5)
+        else:
             self.register_buffer("phases", torch.tensor(phases, dtype=torch.float32))
-            colours = phases[:, None, None, None, :] * matrix[None, :, :, None, None]
-            self.horizontal = _conv(colours, np.tile(offset, scale), stable)
-            if luma is not None and stable:  # weights (phase rx, out, in rx, 1, 1)
-                self.luma = _conv(np.eye(scale)[:, None, :, None, None] * luma[None, :, None, None, None], None, stable)
+            g = 8 // math.gcd(8, scale * out_channels)
+            self.group = g if g <= 4 else 1
+            self.horizontal = _conv(self._grouped(phases, matrix), np.tile(offset, scale * self.group), stable)
+            if luma is not None and stable:  # weights (member and phase, out, member and phase, 1, 1)
+                eye = np.eye(scale * self.group)[:, None, :, None, None]
+                self.luma = _conv(eye * luma[None, :, None, None, None], None, stable)
         self.to(device)
+
+    def _grouped(self, phases: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """The row pass's weights (member m, phase rx, out, in column k * in + c, 1, kernel width): input column
+        `self.left` + m + d of a kernel's window (kernel column //, channel group %) for tap d = -2..2."""
+        g, (scale, size), (out_channels, in_channels) = self.group, phases.shape, matrix.shape
+        weight = np.zeros((g, scale, out_channels, g * in_channels, 1, self.left // g * 2 + 1))
+        for m in range(g):
+            for tap in range(size):
+                column = self.left + m + tap - BICUBIC_REACH
+                window = column % g * in_channels
+                block = phases[:, tap, None, None] * matrix[None]  # (phase, out, in)
+                weight[m, :, :, window : window + in_channels, 0, column // g] = block
+        return weight.reshape(g * scale, out_channels, g * in_channels, 1, -1)
+
+    @property
+    def left(self) -> int:
+        """Columns padded on the left: the bicubic's reach, in whole groups."""
+        return -(-BICUBIC_REACH // self.group) * self.group
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """(n, C, h, w) -> (n, out, s*h, s*w), channels_last, plus luma * y (n, 1, s*h, s*w) if given (for more
         than one input channel)."""
         n, channels, height, width = x.shape
-        s = self.scale
-        x = _pad_symmetric(x, BICUBIC_REACH)
+        s, reach = self.scale, BICUBIC_REACH
         if self.joint is not None:
-            x = self.joint(x).permute(0, 2, 3, 1).reshape(n, height, width, s, s, -1).transpose(2, 3)
+            x = self.joint(_pad_symmetric(x, reach, reach, reach))
+            x = x.permute(0, 2, 3, 1).reshape(n, height, width, s, s, -1).transpose(2, 3)
             return x.reshape(n, height * s, width * s, -1).permute(0, 3, 1, 2)  # one copy, channels_last
+        g, groups = self.group, -(-width // self.group)
+        x = _pad_symmetric(x, reach, self.left, (groups + 2 * self.left // g) * g - width - self.left)
         # Down the columns as one matrix product per output row: its 5 input rows (a view) by the phases' weights
         # give its s output rows, already in the upscaled image's order.
-        rows = x.permute(0, 2, 3, 1).reshape(n, height + 2 * BICUBIC_REACH, -1)
+        rows = x.permute(0, 2, 3, 1).reshape(n, height + 2 * reach, -1)
         row = rows.stride(1)
-        windows = rows.as_strided((n, height, 2 * BICUBIC_REACH + 1, rows.shape[2]), (rows.stride(0), row, row, 1))
-        x = torch.matmul(self.phases, windows).view(n, height * s, -1, channels).permute(0, 3, 1, 2)
-        x = self.horizontal(x)
+        windows = rows.as_strided((n, height, 2 * reach + 1, rows.shape[2]), (rows.stride(0), row, row, 1))
+        x = torch.matmul(self.phases, windows).view(n, height * s, -1, g * channels).permute(0, 3, 1, 2)
+        x = self.horizontal(x)  # (n, g * s * out, H, groups)
         if y is not None and self.luma is not None:
-            x = self.luma(y.reshape(n, height * s, width, s).permute(0, 3, 1, 2), add=x)
-        x = x.permute(0, 2, 3, 1).reshape(n, height * s, width * s, -1).permute(0, 3, 1, 2)  # (n, H, w, rx, c): a view
+            y = nn.functional.pad(y, (0, groups * g * s - width * s)) if width % g else y
+            x = self.luma(y.reshape(n, height * s, groups, g * s).permute(0, 3, 1, 2), add=x)
+        x = x.permute(0, 2, 3, 1).reshape(n, height * s, groups * g * s, -1)[:, :, : width * s].permute(0, 3, 1, 2)
         if y is not None and self.luma is None:  # off the CPU: an elementwise pass
             x = x.addcmul_(y, self.factors)
         return x
 
 
-def _pad_symmetric(x: torch.Tensor, pad: int) -> torch.Tensor:
-    """MATLAB's symmetric padding of (n, C, h, w) by `pad` on every side, channels_last."""
+def _pad_symmetric(x: torch.Tensor, pad: int, left: int, right: int) -> torch.Tensor:
+    """MATLAB's symmetric padding of (n, C, h, w): `pad` rows above and below, `left` and `right` columns;
+    channels_last."""
     x = x.permute(0, 2, 3, 1)
-    for dim in (1, 2):
+    for dim, (before, after) in ((1, (pad, pad)), (2, (left, right))):
         length = x.shape[dim]
-        if length >= pad:  # slices are cheaper than a gather, along the rows as along the columns
-            x = torch.cat([x.narrow(dim, 0, pad).flip(dim), x, x.narrow(dim, length - pad, pad).flip(dim)], dim)
+        if length >= max(before, after):  # slices are cheaper than a gather, along the rows as along the columns
+            ends = x.narrow(dim, 0, before).flip(dim), x.narrow(dim, length - after, after).flip(dim)
+            x = torch.cat([ends[0], x, ends[1]], dim)
         else:
-            x = x.index_select(dim, _symmetric(length, pad, x.device))
+            x = x.index_select(dim, _symmetric(length, before, after, x.device))
     return x.permute(0, 3, 1, 2)
 
 
