@@ -348,7 +348,7 @@ class _Bicubic(nn.Module):
             self.joint = _conv(kernel * matrix[None, :, :, None, None], np.tile(offset, scale * scale), stable)
         else:
             self.register_buffer("phases", torch.tensor(phases, dtype=torch.float32))
-            g = 8 // math.gcd(8, scale * out_channels)
+            g = 8 // math.gcd(8, scale * out_channels)  # x3 would take 8 columns (72 channels): slower, measured
             self.group = g if g <= 4 else 1
             self.horizontal = _conv(self._grouped(phases, matrix), np.tile(offset, scale * self.group), stable)
             if luma is not None and stable:  # weights (member and phase, out, member and phase, 1, 1)
@@ -357,8 +357,9 @@ class _Bicubic(nn.Module):
         self.to(device)
 
     def _grouped(self, phases: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-        """The row pass's weights (member m, phase rx, out, in column k * in + c, 1, kernel width): input column
-        `self.left` + m + d of a kernel's window (kernel column //, channel group %) for tap d = -2..2."""
+        """The row pass's weights (member m, phase rx, out, in, 1, kernel width): member m of a group of columns
+        reads columns m + d for taps d = -2..2, which are column left + m + d of the kernel's window: its pixel
+        (left + m + d) // group, channels ((left + m + d) % group) * in + c."""
         g, (scale, size), (out_channels, in_channels) = self.group, phases.shape, matrix.shape
         weight = np.zeros((g, scale, out_channels, g * in_channels, 1, self.left // g * 2 + 1))
         for m in range(g):
@@ -455,7 +456,7 @@ class _StableConv2d(nn.Module):
         bias = None if bias is None else nn.functional.pad(bias, (0, padded - self.out_channels))
         self.weight = nn.Parameter(weight.contiguous(memory_format=torch.channels_last), requires_grad=False)
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
-        self.padding = (0, 0) if self.rows else conv.padding
+        self.padding = (0, 0) if self.rows else conv.padding  # the kernel-rows form pads its input itself
         self.rows_padding = conv.padding
         self.activation = "none"  # "relu", or "tanh": see _fuse
 
