@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,8 +77,7 @@ def opencv_methods(peers: Path, lr: np.ndarray, scale: int) -> dict[str, Callabl
 
 
 def opencv_worker(connection: multiprocessing.connection.Connection, peers: Path) -> None:
-    """In a process of its own (or a thread, --same-process): load the OpenCV methods for (lr, scale), then time one
-    method per request."""
+    """In a process of its own: load the OpenCV methods for (lr, scale), then time one method per request."""
     methods = {}
     while (request := connection.recv()) is not None:
         if isinstance(request, tuple):  # (lr, scale): a new frame
@@ -113,13 +111,19 @@ def main() -> None:
     hr = cv2.resize(small, FRAME[::-1], interpolation=cv2.INTER_CUBIC)  # smooth content, no degenerate input
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: glibc's default allocator settings
     connection, child = spawn.Pipe()
-    start_worker = threading.Thread if args.same_process else spawn.Process
-    worker = start_worker(target=opencv_worker, args=(child, args.peers), daemon=True)
-    worker.start()
+    # --same-process calls OpenCV on the main thread: a worker thread's allocations come from a glibc arena of
+    # its own, which maps buffers over 64 MiB afresh whatever mallopt says, as the default allocator does.
+    worker = None if args.same_process else spawn.Process(target=opencv_worker, args=(child, args.peers), daemon=True)
+    if worker:
+        worker.start()
     for scale in (2, 3, 4):
         lr = imresize(hr, scale=1 / scale)
-        connection.send((lr, scale))
-        methods: dict[str, Callable[[], object] | None] = dict.fromkeys(connection.recv())  # timed by the worker
+        if worker:
+            connection.send((lr, scale))
+        # None: timed by the worker
+        methods: dict[str, Callable[[], object] | None] = (
+            dict.fromkeys(connection.recv()) if worker else opencv_methods(args.peers, lr, scale)
+        )
         quality = {}
         for arch, (name, options, _, _) in ARCHS.items():
             model = build(name, scale, **options).eval()
@@ -171,8 +175,9 @@ def main() -> None:
                     else ""
                 )
             )
-    connection.send(None)
-    worker.join()
+    if worker:
+        connection.send(None)
+        worker.join()
     write_csv(RESULTS.with_name("upscale_speed_same_process.csv") if args.same_process else RESULTS, rows)
 
 
