@@ -118,12 +118,12 @@ def main() -> None:
         worker.start()
     for scale in (2, 3, 4):
         lr = imresize(hr, scale=1 / scale)
+        methods: dict[str, Callable[[], object] | None]
         if worker:
             connection.send((lr, scale))
-        # None: timed by the worker
-        methods: dict[str, Callable[[], object] | None] = (
-            dict.fromkeys(connection.recv()) if worker else opencv_methods(args.peers, lr, scale)
-        )
+            methods = dict.fromkeys(connection.recv())  # timed by the worker
+        else:
+            methods = opencv_methods(args.peers, lr, scale)
         quality = {}
         for arch, (name, options, _, _) in ARCHS.items():
             model = build(name, scale, **options).eval()
