@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu
+
 from srkit.data import data_root
 from srkit.recipes import load_recipe, parse_overrides
 from srkit.train import Trainer
@@ -55,7 +57,7 @@ def main() -> None:
         writer.writerows((f"{t:.1f}", s, f"{p:.3f}") for t, s, p in curve)
     plot(curve, RESULTS / f"{args.name}.png", recipe.model)
     print(
-        f"data preparation {setup:.1f} s; median {sorted(rates)[len(rates) // 2]:.1f} steps/s "
+        f"{cpu()}: data preparation {setup:.1f} s; median {sorted(rates)[len(rates) // 2]:.1f} steps/s "
         f"(batch {recipe.batch_size}, {recipe.patch_size // recipe.scale}x{recipe.patch_size // recipe.scale} LR)"
     )
     for target, minutes in TARGETS:

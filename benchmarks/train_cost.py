@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu
+
 from srkit.data import data_root
 from srkit.files import write_csv
 from srkit.recipes import load_recipe
@@ -52,10 +54,14 @@ def main() -> None:
 
     root = data_root(args.data_root)
     rows = []
+    machine = cpu()
+    print(machine)
     for path in args.recipes or sorted(RECIPES.glob("*.yaml")):
         rate, total = steps_per_second(path, root, args.threads, args.steps)
         hours = total / rate / 3600
-        rows.append({"recipe": path.stem, "steps_per_s": f"{rate:.3g}", "steps": total, "hours": f"{hours:.3g}"})
+        rows.append(
+            {"recipe": path.stem, "steps_per_s": f"{rate:.3g}", "steps": total, "hours": f"{hours:.3g}", "cpu": machine}
+        )
         print(f"{path.stem:<20} {rate:8.3g} steps/s  {total:>9,} steps  {hours:8.3g} h  ({hours / 24:.3g} days)")
     write_csv(RESULTS, rows)
 

@@ -11,10 +11,11 @@ tanh hidden layers: "espcn" is built like the files, and "espcn-paper" (srkit's 
 against the same OpenCV model. Also reports the share of this CPU's measured convolution throughput (64->64 3x3,
 channels_last) srkit reaches, and what its fast path costs in quality: the PSNR (Y, protocol) against the HR frame
 of the Upscaler's output minus that of srkit's plain fp32 pipeline (the network as built, imresize for Cb/Cr, the
-colour functions), and the PSNR between the two.
+colour functions), and the PSNR between the two. Each row names the CPU (model, cores, the vector ISA torch uses).
 Needs opencv-contrib-python-headless, a benchmark-only dependency: `pip install -e '.[bench]'`.
 
     python benchmarks/upscale_speed.py [--peers ../shared/peers/opencv_dnn_superres] [--rounds 15] [--same-process]
+        [--name upscale_speed]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from machine import cpu
 
 from srkit import Upscaler
 from srkit.files import write_csv
@@ -37,7 +39,7 @@ from srkit.imaging.resize import imresize
 from srkit.metrics import psnr
 from srkit.models import build, describe
 
-RESULTS = Path(__file__).parent / "results" / "upscale_speed.csv"
+RESULTS = Path(__file__).parent / "results"
 PEERS = Path(__file__).parents[2] / "shared" / "peers" / "opencv_dnn_superres"
 # label -> (srkit name, build options, OpenCV algorithm name, file prefix): the peer ships FSRCNN (56, 12, 4),
 # FSRCNN-small (fsrcnn-s) and an ESPCN with ReLU hidden layers and a tanh output; espcn-paper is srkit's own
@@ -103,10 +105,13 @@ def main() -> None:
     parser.add_argument("--peers", type=Path, default=PEERS)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--same-process", action="store_true", help="run OpenCV in srkit's process")
+    parser.add_argument("--name", help="basename of the CSV written (default: upscale_speed[_same_process])")
     args = parser.parse_args()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     rows = []
+    machine = cpu()
+    print(machine)
     small = (rng.random((FRAME[0] // 24, FRAME[1] // 24, 3)) * 255).astype(np.uint8)
     hr = cv2.resize(small, FRAME[::-1], interpolation=cv2.INTER_CUBIC)  # smooth content, no degenerate input
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: glibc's default allocator settings
@@ -157,6 +162,7 @@ def main() -> None:
                 "conv_ceiling_share": "",
                 "psnr_delta_db": "",
                 "psnr_vs_plain_db": "",
+                "cpu": machine,
             }
             if name.startswith("srkit"):
                 row["opencv_over_srkit"] = f"{statistics.median(times[f'opencv {prefix}']) / median:.2f}"
@@ -178,7 +184,8 @@ def main() -> None:
     if worker:
         connection.send(None)
         worker.join()
-    write_csv(RESULTS.with_name("upscale_speed_same_process.csv") if args.same_process else RESULTS, rows)
+    name = args.name or ("upscale_speed_same_process" if args.same_process else "upscale_speed")
+    write_csv(RESULTS / f"{name}.csv", rows)
 
 
 if __name__ == "__main__":
