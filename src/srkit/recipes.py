@@ -41,11 +41,12 @@ class Recipe:
     betas: tuple[float, float] = (0.9, 0.999)  # Adam only
     weight_decay: float = 0.0
     last_layer_lr: float = 1.0  # the last layer's rate as a multiple of lr: SRCNN trains it 10x slower
-    schedule: Literal["constant", "step", "cosine"] = "constant"
+    schedule: Literal["constant", "step", "cosine", "linear"] = "constant"
     milestones: tuple[int, ...] = ()  # step schedule: lr *= gamma at each of these steps
     gamma: float = 0.1
-    min_lr: float = 0.0  # cosine schedule: the rate at the last step
+    min_lr: float = 0.0  # cosine and linear schedules: the rate at the last step
     warmup_steps: int = 0
+    ema: float = 0.0  # decay of a moving average of the weights, validated and exported instead of them; 0 = off
     clip_theta: float = 0.0  # VDSR's adjustable clipping: gradients to [-theta/lr, theta/lr]; 0 = off
     init_from: str = ""  # warm start from a .safetensors file (SRGAN from SRResNet, EDSR x3/x4 from x2)
     # Parameters of init_from that keep their initialisation: a layer whose shape differs (ESPCN's last at x2/x4)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 import yaml
 from safetensors.torch import load_file
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from srkit import models
@@ -39,7 +40,8 @@ from srkit.zoo import save_weights
 
 log = logging.getLogger(__name__)
 
-# Recipe keys that may change when a run is resumed: they do not alter what is computed before `steps`.
+# Recipe keys that may change when a run is resumed: they do not alter what is computed before `steps` (but a
+# cosine or linear decay, which is fitted to `steps`, changes its course from the resumed step on).
 RESUMABLE_CHANGES = {"steps", "val_every", "checkpoint_every", "log_every", "threads"}
 LOG_FIELDS = ["step", "elapsed_s", "lr", "loss", "steps_per_s", "val_psnr"]
 
@@ -73,10 +75,10 @@ def _lr_factor(recipe: Recipe, step: int) -> float:
         return (step + 1) / recipe.warmup_steps
     if recipe.schedule == "step":
         return recipe.gamma ** sum(step >= m for m in recipe.milestones)
-    if recipe.schedule == "cosine":
+    if recipe.schedule in ("cosine", "linear"):
         t = min(step / max(recipe.steps - 1, 1), 1.0)
         floor = recipe.min_lr / recipe.lr
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+        return floor + (1 - floor) * (0.5 * (1 + math.cos(math.pi * t)) if recipe.schedule == "cosine" else 1 - t)
     return 1.0
 
 
@@ -122,6 +124,9 @@ class Trainer:
         self.model.to(self.device, memory_format=memory_format)
         self.info = self.model.info
         self.optimizer = _optimizer(recipe, self.model)
+        # The weights that are validated and exported: the model's own, or their moving average.
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema)) if recipe.ema else None
+        self.weights = self.ema.module if self.ema else self.model
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_factor(recipe, s))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.content = self._content_loss()
@@ -175,6 +180,8 @@ class Trainer:
             "recipe": self.recipe.to_dict(),
             "rng": torch.get_rng_state(),
         }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         if self.disc is not None:
             state["discriminator"] = _unwrap(self.disc).state_dict()
             state["discriminator_optimizer"] = self.disc_optimizer.state_dict()
@@ -193,6 +200,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         if self.disc is not None:
             _unwrap(self.disc).load_state_dict(state["discriminator"])
             self.disc_optimizer.load_state_dict(state["discriminator_optimizer"])
@@ -233,6 +242,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return loss.item()
 
     def _adversarial_step(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
@@ -249,11 +260,11 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> float:
         """Mean protocol PSNR over the validation set at every training scale."""
-        self.model.eval()
+        model = self.weights.eval()
         values = [
-            psnr(sr_for_metrics(self.model, pair.lr, s), pair.hr, s) for s, pairs in self.val.items() for pair in pairs
+            psnr(sr_for_metrics(model, pair.lr, s), pair.hr, s) for s, pairs in self.val.items() for pair in pairs
         ]
-        self.model.train()
+        model.train()
         return float(np.mean(values))
 
     # -- the run -----------------------------------------------------------------------------------------
@@ -314,7 +325,7 @@ class Trainer:
             if value > self.state.best_psnr:
                 self.state.best_psnr, self.state.best_step = value, done
                 save_weights(
-                    self.model,
+                    self.weights,
                     self.out / "best.safetensors",
                     recipe.model_options,
                     val_psnr=f"{value:.4f}",
@@ -323,7 +334,7 @@ class Trainer:
                 )
             self.bar.set_postfix(loss=row.get("loss", "-"), psnr=f"{value:.2f}", best=f"{self.state.best_psnr:.2f}")
         if self.rank == 0 and last:  # what the zoo ships: chosen by the schedule, not by a test set's PSNR
-            save_weights(self.model, self.out / "final.safetensors", recipe.model_options, step=str(done))
+            save_weights(self.weights, self.out / "final.safetensors", recipe.model_options, step=str(done))
         if self.logger and len(row) > 2:
             self.logger.write(row)
         if done % recipe.checkpoint_every == 0 or last or force_checkpoint:
