@@ -46,7 +46,6 @@ class Recipe:
     gamma: float = 0.1
     min_lr: float = 0.0  # cosine and linear schedules: the rate at the last step
     warmup_steps: int = 0
-    ema: float = 0.0  # decay of a moving average of the weights, validated and exported instead of them; 0 = off
     clip_theta: float = 0.0  # VDSR's adjustable clipping: gradients to [-theta/lr, theta/lr]; 0 = off
     init_from: str = ""  # warm start from a .safetensors file (SRGAN from SRResNet, EDSR x3/x4 from x2)
     # Parameters of init_from that keep their initialisation: a layer whose shape differs (ESPCN's last at x2/x4)

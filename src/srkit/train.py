@@ -26,7 +26,6 @@ import torch.nn.functional as F
 import yaml
 from safetensors.torch import load_file
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from srkit import models
@@ -124,9 +123,6 @@ class Trainer:
         self.model.to(self.device, memory_format=memory_format)
         self.info = self.model.info
         self.optimizer = _optimizer(recipe, self.model)
-        # The weights that are validated and exported: the model's own, or their moving average.
-        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema)) if recipe.ema else None
-        self.weights = self.ema.module if self.ema else self.model
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_factor(recipe, s))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.content = self._content_loss()
@@ -180,8 +176,6 @@ class Trainer:
             "recipe": self.recipe.to_dict(),
             "rng": torch.get_rng_state(),
         }
-        if self.ema is not None:
-            state["ema"] = self.ema.state_dict()
         if self.disc is not None:
             state["discriminator"] = _unwrap(self.disc).state_dict()
             state["discriminator_optimizer"] = self.disc_optimizer.state_dict()
@@ -200,8 +194,6 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
         if self.disc is not None:
             _unwrap(self.disc).load_state_dict(state["discriminator"])
             self.disc_optimizer.load_state_dict(state["discriminator_optimizer"])
@@ -242,8 +234,6 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
         return loss.item()
 
     def _adversarial_step(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
@@ -260,11 +250,11 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> float:
         """Mean protocol PSNR over the validation set at every training scale."""
-        model = self.weights.eval()
+        self.model.eval()
         values = [
-            psnr(sr_for_metrics(model, pair.lr, s), pair.hr, s) for s, pairs in self.val.items() for pair in pairs
+            psnr(sr_for_metrics(self.model, pair.lr, s), pair.hr, s) for s, pairs in self.val.items() for pair in pairs
         ]
-        model.train()
+        self.model.train()
         return float(np.mean(values))
 
     # -- the run -----------------------------------------------------------------------------------------
@@ -325,7 +315,7 @@ class Trainer:
             if value > self.state.best_psnr:
                 self.state.best_psnr, self.state.best_step = value, done
                 save_weights(
-                    self.weights,
+                    self.model,
                     self.out / "best.safetensors",
                     recipe.model_options,
                     val_psnr=f"{value:.4f}",
@@ -334,7 +324,7 @@ class Trainer:
                 )
             self.bar.set_postfix(loss=row.get("loss", "-"), psnr=f"{value:.2f}", best=f"{self.state.best_psnr:.2f}")
         if self.rank == 0 and last:  # what the zoo ships: chosen by the schedule, not by a test set's PSNR
-            save_weights(self.weights, self.out / "final.safetensors", recipe.model_options, step=str(done))
+            save_weights(self.model, self.out / "final.safetensors", recipe.model_options, step=str(done))
         if self.logger and len(row) > 2:
             self.logger.write(row)
         if done % recipe.checkpoint_every == 0 or last or force_checkpoint:
