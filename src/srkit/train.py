@@ -77,7 +77,8 @@ def _lr_factor(recipe: Recipe, step: int) -> float:
     if recipe.schedule in ("cosine", "linear"):
         t = min(step / max(recipe.steps - 1, 1), 1.0)
         floor = recipe.min_lr / recipe.lr
-        return floor + (1 - floor) * (0.5 * (1 + math.cos(math.pi * t)) if recipe.schedule == "cosine" else 1 - t)
+        decay = 0.5 * (1 + math.cos(math.pi * t)) if recipe.schedule == "cosine" else 1 - t
+        return floor + (1 - floor) * decay
     return 1.0
 
 
