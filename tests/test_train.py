@@ -104,6 +104,20 @@ def test_resume_refuses_a_different_recipe(root, tmp_path):
         Trainer(_recipe(), tmp_path / "run", root, progress=False).run()
 
 
+def test_resume_accepts_a_dropped_key_only_while_it_was_off(root, tmp_path):
+    Trainer(_recipe(steps=2), tmp_path / "run", root, progress=False).run()
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    state["recipe"]["ema"] = 0.0
+    torch.save(state, path)
+    Trainer(_recipe(steps=3), tmp_path / "run", root, progress=False).run(resume=True)
+    state = torch.load(path, weights_only=True)
+    state["recipe"]["ema"] = 0.999
+    torch.save(state, path)
+    with pytest.raises(SrkitError, match="differs from the checkpoint's in ema"):
+        Trainer(_recipe(steps=4), tmp_path / "run", root, progress=False).run(resume=True)
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(root, tmp_path):
     trainer = Trainer(_recipe(steps=6, checkpoint_every=2), tmp_path / "run", root, progress=False)
     real, calls = trainer.content, []

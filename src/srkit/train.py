@@ -187,7 +187,12 @@ class Trainer:
         if not self.checkpoint_path.is_file():
             raise SrkitError(f"--resume: no checkpoint at {self.checkpoint_path}")
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        changed = {k for k, v in state["recipe"].items() if _plain(getattr(self.recipe, k, None)) != _plain(v)}
+        # A key that srkit has since dropped (such as ema) is no change while its value was off (0, '' or ()).
+        changed = {
+            k
+            for k, v in state["recipe"].items()
+            if (_plain(getattr(self.recipe, k)) != _plain(v) if hasattr(self.recipe, k) else bool(v))
+        }
         if changed - RESUMABLE_CHANGES:
             keys = ", ".join(sorted(changed - RESUMABLE_CHANGES))
             raise SrkitError(f"--resume: the recipe differs from the checkpoint's in {keys}")
