@@ -83,6 +83,15 @@ def test_output_shape_and_finite(name: str, scale: int) -> None:
         assert (lo, hi) == (-1.0, 1.0) and info.input_range == (0.0, 255.0) and y.abs().max() <= 1
 
 
+def test_srcnn_init_paper_or_he() -> None:
+    paper, he = build("srcnn", 3), build("srcnn", 3, init="he")
+    assert [c.weight.std().item() for c in paper.body[::2]] == pytest.approx([1e-3] * 3, rel=0.1)
+    fans = [1 * 9 * 9, 64 * 5 * 5]
+    assert [c.weight.std().item() for c in he.body[:4:2]] == pytest.approx([(2 / f) ** 0.5 for f in fans], rel=0.1)
+    assert he.body[4].weight.std().item() == pytest.approx(1e-3, rel=0.1)
+    assert all(not c.bias.any() for c in he.body[::2]) and he.info.init != paper.info.init
+
+
 def test_info_input_kinds() -> None:
     infos = {n: _build_meta(n, 3).info for n in SR_NAMES}
     kinds = {n: (info.channels, info.upsampled_input) for n, info in infos.items()}
