@@ -19,8 +19,9 @@ class SRCNNConfig:
     f2: int = 5  # 9-5-5 is the TPAMI paper's best; 9-1-5 (f2=1) is the ECCV base network
     f3: int = 5
     # The paper's N(0, 0.001) suits its SGD at 1e-4; under Adam, whose steps do not shrink with the gradient, the
-    # biases soon outweigh such small weights and silence the ReLUs for good (srcnn-x3 at 1e-3: 31 of 64 first-layer
-    # and 19 of 32 second-layer channels never active on Set14 after 32,000 steps; at 1e-4, 21 of 32 after 1,000).
+    # biases soon outweigh such small weights and silence the ReLUs for good (srcnn-x3 at 1e-3: 33 of 64 first-layer
+    # and 19 of 32 second-layer channels never active on Set14 at step 31,073; at 1e-4, 18 and 21 at step 1,579;
+    # benchmarks/dead_units.py).
     # "he": He et al.'s N(0, sqrt(2 / fan_in)) for the ReLU layers, the paper's N(0, 0.001) for the last.
     init: Literal["paper", "he"] = "paper"
 
