@@ -91,6 +91,14 @@ def opencv_worker(connection: multiprocessing.connection.Connection, peers: Path
         connection.send(time.perf_counter() - start)
 
 
+def receive(connection: multiprocessing.connection.Connection, worker: multiprocessing.Process):
+    """The worker's next answer; if it has died (its traceback is on stderr), exit instead of waiting forever."""
+    while not connection.poll(1.0):
+        if not worker.is_alive():
+            raise SystemExit(f"upscale_speed: the OpenCV worker died (exit code {worker.exitcode})")
+    return connection.recv()
+
+
 @torch.no_grad()
 def plain(model: torch.nn.Module, lr: np.ndarray, scale: int) -> np.ndarray:
     """srkit's reference: the network as built on Y, MATLAB bicubic Cb/Cr, BT.601 back to RGB, in float32."""
@@ -126,7 +134,7 @@ def main() -> None:
         methods: dict[str, Callable[[], object] | None]
         if worker:
             connection.send((lr, scale))
-            methods = dict.fromkeys(connection.recv())  # timed by the worker
+            methods = dict.fromkeys(receive(connection, worker))  # timed by the worker
         else:
             methods = opencv_methods(args.peers, lr, scale)
         quality = {}
@@ -141,7 +149,7 @@ def main() -> None:
             for name, fn in methods.items():
                 if fn is None:
                     connection.send(name)
-                    times[name].append(connection.recv())
+                    times[name].append(receive(connection, worker))
                 else:
                     start = time.perf_counter()
                     fn()
