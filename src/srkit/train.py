@@ -187,12 +187,7 @@ class Trainer:
         if not self.checkpoint_path.is_file():
             raise SrkitError(f"--resume: no checkpoint at {self.checkpoint_path}")
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        # A key that srkit has since dropped (such as ema) is no change while its value was off (0, '' or ()).
-        changed = {
-            k
-            for k, v in state["recipe"].items()
-            if (_plain(getattr(self.recipe, k)) != _plain(v) if hasattr(self.recipe, k) else bool(v))
-        }
+        changed = {k for k, v in state["recipe"].items() if _differs(self.recipe, k, v)}
         if changed - RESUMABLE_CHANGES:
             keys = ", ".join(sorted(changed - RESUMABLE_CHANGES))
             raise SrkitError(f"--resume: the recipe differs from the checkpoint's in {keys}")
@@ -424,6 +419,14 @@ def _init_distributed(device: str) -> tuple[int, int]:
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _differs(recipe: Recipe, key: str, value) -> bool:
+    """Whether a checkpoint's recipe value differs from the recipe's; a key that srkit has since dropped (such as
+    ema) differs only if it was on (not 0, '' or ())."""
+    if not hasattr(recipe, key):
+        return bool(value)
+    return _plain(getattr(recipe, key)) != _plain(value)
 
 
 def _plain(value):
