@@ -96,6 +96,16 @@ def test_schedules_decay_from_lr_to_min_lr():
     assert factors["cosine"][8] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + np.cos(0.8 * np.pi)))
 
 
+def test_bf16_autocast_on_the_cpu(root, tmp_path):
+    runs = {}
+    for amp in ("none", "bf16"):
+        Trainer(_recipe(model="srcnn"), tmp_path / amp, root, amp=amp, progress=False).run()
+        runs[amp] = [float(line.split(",")[3]) for line in (tmp_path / amp / "log.csv").read_text().splitlines()[1:]]
+    assert runs["bf16"] != runs["none"] and runs["bf16"] == pytest.approx(runs["none"], rel=0.05)
+    with pytest.raises(SrkitError, match="fp16 needs --device cuda"):
+        Trainer(_recipe(), tmp_path / "fp16", root, amp="fp16", progress=False)
+
+
 def test_resume_refuses_a_different_recipe(root, tmp_path):
     Trainer(_recipe(), tmp_path / "run", root, progress=False).run()
     with pytest.raises(SrkitError, match="differs from the checkpoint's in lr"):

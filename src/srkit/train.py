@@ -110,8 +110,8 @@ class Trainer:
         self.recipe, self.out, self.progress = recipe, Path(out), progress
         self.rank, self.world = _init_distributed(device)
         self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if device == "cuda" else device)
-        if amp != "none" and self.device.type != "cuda":
-            raise SrkitError("--amp needs --device cuda")
+        if amp == "fp16" and self.device.type != "cuda":
+            raise SrkitError("--amp fp16 needs --device cuda (bf16 also runs on the CPU)")
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
         if recipe.threads:
             torch.set_num_threads(recipe.threads)
@@ -212,7 +212,7 @@ class Trainer:
 
     def train_step(self, step: int) -> float:
         lr, hr = self._batch(step)
-        autocast = torch.autocast("cuda", self.amp_dtype) if self.amp_dtype else nullcontext()
+        autocast = torch.autocast(self.device.type, self.amp_dtype) if self.amp_dtype else nullcontext()
         with autocast:
             raw = self.net(lr)
             sr = from_range(raw, self.info.output_range)

@@ -23,7 +23,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="run directory (default: runs/RECIPE_NAME)")
     parser.add_argument("--data-root", help="folder holding the datasets (default: $SRKIT_DATA)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps (default: cpu)")
-    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="mixed precision on CUDA")
+    parser.add_argument(
+        "--amp",
+        choices=["none", "bf16", "fp16"],
+        default="none",
+        help="mixed precision: bf16 on the CPU or CUDA, fp16 on CUDA",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
     parser.set_defaults(func=run)
 
