@@ -3,9 +3,10 @@
 Each recipe runs a few steps (and at least 3 s) after a warm-up step, on its own batch and patch size, with
 Set5 as the training images (the cost of a step does not depend on how many images there are; loading the 291
 would take longer than the measurement). SRGAN's step includes its discriminator's; its SRResNet start is not
-needed for timing. Writes benchmarks/results/train_cost.csv.
+needed for timing. Writes benchmarks/results/train_cost.csv (or NAME.csv).
 
-    python benchmarks/train_cost.py --data-root ../shared/datasets [--threads 2] [--steps 3] [RECIPE ...]
+    python benchmarks/train_cost.py --data-root ../shared/datasets [--threads 2] [--steps 3] [--amp bf16]
+        [--name train_cost] [RECIPE ...]
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ RESULTS = Path(__file__).parent / "results" / "train_cost.csv"
 MIN_SECONDS = 3.0  # timed at least this long, so that the fast recipes' rates are not one noisy step
 
 
-def steps_per_second(path: Path, root: Path, threads: int, steps: int) -> tuple[float, int]:
+def steps_per_second(path: Path, root: Path, threads: int, steps: int, amp: str = "none") -> tuple[float, int]:
     """(measured steps/s, the recipe's steps)."""
     recipe = load_recipe(path, {"train_sets": ["Set5"], "threads": threads, "init_from": ""})
     out = Path(tempfile.mkdtemp(prefix="srkit-cost-"))
     try:
-        trainer = Trainer(recipe, out / "run", root, progress=False)
+        trainer = Trainer(recipe, out / "run", root, amp=amp, progress=False)
         trainer.train_step(0)  # warm-up: allocations and oneDNN's kernel choices
         start, done = time.perf_counter(), 0
         while done < steps or time.perf_counter() - start < MIN_SECONDS:
@@ -50,6 +51,8 @@ def main() -> None:
     parser.add_argument("--data-root")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3, help="least timed steps per recipe, after a warm-up step")
+    parser.add_argument("--amp", choices=["none", "bf16"], default="none", help="as srkit train --amp")
+    parser.add_argument("--name", default="train_cost", help="basename of the CSV written")
     args = parser.parse_args()
 
     root = data_root(args.data_root)
@@ -57,13 +60,13 @@ def main() -> None:
     machine = cpu()
     print(machine)
     for path in args.recipes or sorted(RECIPES.glob("*.yaml")):
-        rate, total = steps_per_second(path, root, args.threads, args.steps)
+        rate, total = steps_per_second(path, root, args.threads, args.steps, args.amp)
         hours = total / rate / 3600
         rows.append(
             {"recipe": path.stem, "steps_per_s": f"{rate:.3g}", "steps": total, "hours": f"{hours:.3g}", "cpu": machine}
         )
         print(f"{path.stem:<20} {rate:8.3g} steps/s  {total:>9,} steps  {hours:8.3g} h  ({hours / 24:.3g} days)")
-    write_csv(RESULTS, rows)
+    write_csv(RESULTS.with_stem(args.name), rows)
 
 
 if __name__ == "__main__":
