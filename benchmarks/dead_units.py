@@ -46,8 +46,8 @@ def main() -> None:
 
     def count(name: str):
         def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            active[name] = active[name] + (output > 0).sum((0, 2, 3))
-            pixels[name] += output[0, 0].numel() * output.shape[0]
+            active[name] += (output > 0).sum((0, 2, 3))
+            pixels[name] += output.numel() // output.shape[1]
 
         return hook
 
