@@ -19,7 +19,7 @@ from srkit import Upscaler, models, zoo
 from srkit.cli import main
 from srkit.errors import SrkitError
 from srkit.imaging.io import read_image, write_png
-from srkit.upscale import _subpixel, plan, super_resolve
+from srkit.upscale import _PixelShuffle, _subpixel, plan, super_resolve
 from srkit.zoo import save_weights
 
 # Small configurations of every model kind: LR-input Y (FSRCNN's deconvolution reaches further on one side),
@@ -219,6 +219,16 @@ def test_subpixel_equals_the_transposed_convolution():
         assert subpixel.conv.weight.shape[-2:] == (size, size)
         with torch.no_grad():
             torch.testing.assert_close(subpixel(x), deconv(x), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+def test_pixel_shuffle_of_one_channel_equals_torchs(scale, dtype, memory_format):
+    x = torch.randn(2, scale * scale, 5, 7).to(dtype).contiguous(memory_format=memory_format)
+    out = _PixelShuffle(scale)(x)
+    assert torch.equal(out, torch.nn.functional.pixel_shuffle(x, scale))
+    assert torch.equal(_PixelShuffle(scale)(x[:, :, 1:, 2:]), torch.nn.functional.pixel_shuffle(x[:, :, 1:, 2:], scale))
 
 
 # Files, folders and the CLI ---------------------------------------------------------------------------
