@@ -18,31 +18,28 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-WORKER = """
-import sys, time
-import numpy as np, torch
-from torch import nn
-import srkit
-from srkit import Upscaler
-from srkit.imaging.resize import imresize
-from srkit.models import build
 
-model, scale = sys.argv[1], int(sys.argv[2])
-torch.manual_seed(0)
-small = torch.rand(1, 3, 45, 80)
-hr = nn.functional.interpolate(small, size=(1080, 1920), mode="bicubic")[0].clamp(0, 1).permute(1, 2, 0)
-lr = imresize((hr.numpy() * 255).round().astype(np.uint8), scale=1 / scale)
-torch.manual_seed(1)
-upscaler = Upscaler(build(model, scale).eval())
-out = upscaler.upscale(lr)
-print(srkit.__file__, out.astype(np.float64).mean(), flush=True)
-for _ in sys.stdin:
-    start = time.perf_counter()
-    upscaler.upscale(lr)
-    print(time.perf_counter() - start, flush=True)
-"""
+def worker(model: str, scale: int) -> None:
+    """Upscale the frame once for every line on stdin, printing the seconds each took (srkit from PYTHONPATH)."""
+    import numpy as np
+    import torch
+    from upscale_profile import smooth_lr
+
+    import srkit
+    from srkit import Upscaler
+    from srkit.models import build
+
+    lr = smooth_lr(scale)
+    torch.manual_seed(1)
+    upscaler = Upscaler(build(model, scale).eval())
+    print(srkit.__file__, upscaler.upscale(lr).astype(np.float64).mean(), flush=True)
+    for _ in sys.stdin:
+        start = time.perf_counter()
+        upscaler.upscale(lr)
+        print(time.perf_counter() - start, flush=True)
 
 
 def main() -> None:
@@ -56,19 +53,19 @@ def main() -> None:
     workers = []
     for tree in (args.a, args.b):
         env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
-        command = [sys.executable, "-c", WORKER, args.model, str(args.scale)]
+        command = [sys.executable, __file__, "--worker", args.model, str(args.scale)]
         workers.append(subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
-    for tree, worker in zip((args.a, args.b), workers, strict=True):
-        print(f"{tree}: {worker.stdout.readline().strip()}")
+    for tree, process in zip((args.a, args.b), workers, strict=True):
+        print(f"{tree}: {process.stdout.readline().strip()}")
     times: list[list[float]] = [[], []]
     for r in range(args.rounds):
         for i in (0, 1) if r % 2 == 0 else (1, 0):
             workers[i].stdin.write("go\n")
             workers[i].stdin.flush()
             times[i].append(float(workers[i].stdout.readline()))
-    for worker in workers:
-        worker.stdin.close()
-        worker.wait()
+    for process in workers:
+        process.stdin.close()
+        process.wait()
     for tree, spent in zip((args.a, args.b), times, strict=True):
         q1, _, q3 = statistics.quantiles(spent, n=4)
         print(f"{tree}: {statistics.median(spent) * 1e3:.1f} ms (IQR {q1 * 1e3:.1f}-{q3 * 1e3:.1f})")
@@ -76,4 +73,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--worker"]:  # one of the two processes that main() starts
+        worker(sys.argv[2], int(sys.argv[3]))
+    else:
+        main()

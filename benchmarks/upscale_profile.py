@@ -28,16 +28,21 @@ from srkit.models import build, names
 FRAME = (1080, 1920)
 
 
+def smooth_lr(scale: int) -> np.ndarray:
+    """The LR image (uint8 RGB) of a 1920x1080 frame of smooth content, as in upscale_speed.py."""
+    torch.manual_seed(0)
+    small = torch.rand(1, 3, FRAME[0] // 24, FRAME[1] // 24)
+    hr = nn.functional.interpolate(small, size=FRAME, mode="bicubic")[0].clamp(0, 1).permute(1, 2, 0)
+    return imresize((hr.numpy() * 255).round().astype(np.uint8), scale=1 / scale)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=names())
     parser.add_argument("--scale", type=int, default=3)
     parser.add_argument("--frames", type=int, default=7)
     args = parser.parse_args()
-    torch.manual_seed(0)
-    small = torch.rand(1, 3, FRAME[0] // 24, FRAME[1] // 24)  # smooth content, as in upscale_speed.py
-    hr = nn.functional.interpolate(small, size=FRAME, mode="bicubic")[0].clamp(0, 1).permute(1, 2, 0)
-    lr = imresize((hr.numpy() * 255).round().astype(np.uint8), scale=1 / args.scale)
+    lr = smooth_lr(args.scale)
     upscaler = Upscaler(build(args.model, args.scale).eval())
     starts, spent = {}, defaultdict(float)
     leaves = [(n, m) for n, m in upscaler.model.named_modules() if n and not list(m.children())]
