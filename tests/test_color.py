@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from srkit import rgb_to_ycbcr, ycbcr_to_rgb
@@ -36,3 +37,15 @@ def test_gray_is_its_own_y():
     gray = np.array([[0, 100, 255]], np.uint8)
     np.testing.assert_array_equal(y_channel(gray), [[0.0, 100.0, 255.0]])
     np.testing.assert_allclose(y_channel(np.full((1, 1, 3), 255, np.uint8)), [[235.0]])
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("convert", [rgb_to_ycbcr, ycbcr_to_rgb])
+def test_a_crop_converts_as_the_whole_image_bit_for_bit(convert, memory_format):
+    """What tiled upscaling rests on: a pixel's result does not depend on the image's size or its place in it."""
+    image = torch.rand(1, 3, 20, 150, generator=torch.Generator().manual_seed(0))
+    image = image.contiguous(memory_format=memory_format)
+    whole = convert(image)
+    for top, left, width in [(0, 0, 1), (0, 0, 37), (3, 5, 64), (7, 11, 101), (0, 49, 101)]:
+        crop = image[..., top:, left : left + width].contiguous(memory_format=memory_format)
+        assert torch.equal(convert(crop), whole[..., top:, left : left + width])

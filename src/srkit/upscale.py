@@ -335,7 +335,7 @@ class _Bicubic(nn.Module):
         self, scale: int, matrix: np.ndarray, offset: np.ndarray, device: torch.device, luma: np.ndarray | None = None
     ) -> None:
         super().__init__()
-        stable = device.type == "cpu" and torch.backends.mkldnn.is_available()
+        self.stable = stable = device.type == "cpu" and torch.backends.mkldnn.is_available()
         phases = _bicubic_phases(scale)  # (scale, 5)
         out_channels, in_channels = matrix.shape
         size = phases.shape[1]
@@ -385,14 +385,19 @@ class _Bicubic(nn.Module):
             x = x.permute(0, 2, 3, 1).reshape(n, height, width, s, s, -1).transpose(2, 3)
             return x.reshape(n, height * s, width * s, -1).permute(0, 3, 1, 2)  # one copy, channels_last
         g, groups = self.group, -(-width // self.group)
-        x = _pad_symmetric(x, reach, self.left, (groups + 2 * self.left // g) * g - width - self.left)
+        columns = (groups + 2 * self.left // g) * g
+        # MKL's matrix product rounds the last columns of a row (past its last whole block of 32 floats, with
+        # AVX-512) differently from the others, and a tile's would differ from the image's: on the CPU, zero columns
+        # make rows of whole 64-float blocks, so that every column is computed alike at every size.
+        zeros = -columns % math.lcm(g, 64 // math.gcd(64, channels)) if self.stable else 0
+        x = _pad_symmetric(x, reach, self.left, columns - width - self.left, zeros)
         # Down the columns as one matrix product per output row: its 5 input rows (a view) by the phases' weights
         # give its s output rows, already in the upscaled image's order.
         rows = x.permute(0, 2, 3, 1).reshape(n, height + 2 * reach, -1)
         row = rows.stride(1)
         windows = rows.as_strided((n, height, 2 * reach + 1, rows.shape[2]), (rows.stride(0), row, row, 1))
-        x = torch.matmul(self.phases, windows).view(n, height * s, -1, g * channels).permute(0, 3, 1, 2)
-        x = self.horizontal(x)  # (n, g * s * out, H, groups)
+        x = torch.matmul(self.phases, windows).view(n, height * s, -1, g * channels)[:, :, : columns // g]
+        x = self.horizontal(x.permute(0, 3, 1, 2))  # (n, g * s * out, H, groups)
         if y is not None and self.luma is not None:
             y = nn.functional.pad(y, (0, groups * g * s - width * s)) if width % g else y
             x = self.luma(y.reshape(n, height * s, groups, g * s).permute(0, 3, 1, 2), add=x)
@@ -402,17 +407,20 @@ class _Bicubic(nn.Module):
         return x
 
 
-def _pad_symmetric(x: torch.Tensor, pad: int, left: int, right: int) -> torch.Tensor:
-    """MATLAB's symmetric padding of (n, C, h, w): `pad` rows above and below, `left` and `right` columns;
-    channels_last."""
+def _pad_symmetric(x: torch.Tensor, pad: int, left: int, right: int, zeros: int = 0) -> torch.Tensor:
+    """MATLAB's symmetric padding of (n, C, h, w): `pad` rows above and below, `left` and `right` columns, then
+    `zeros` columns of zeros; channels_last."""
     x = x.permute(0, 2, 3, 1)
     for dim, (before, after) in ((1, (pad, pad)), (2, (left, right))):
         length = x.shape[dim]
         if length >= max(before, after):  # slices are cheaper than a gather, along the rows as along the columns
             ends = x.narrow(dim, 0, before).flip(dim), x.narrow(dim, length - after, after).flip(dim)
-            x = torch.cat([ends[0], x, ends[1]], dim)
+            parts = [ends[0], x, ends[1]]
         else:
-            x = x.index_select(dim, _symmetric(length, before, after, x.device))
+            parts = [x.index_select(dim, _symmetric(length, before, after, x.device))]
+        if dim == 2 and zeros:
+            parts.append(x.new_zeros(*x.shape[:2], zeros, x.shape[3]))
+        x = torch.cat(parts, dim) if len(parts) > 1 else parts[0]
     return x.permute(0, 3, 1, 2)
 
 

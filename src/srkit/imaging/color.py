@@ -26,15 +26,27 @@ OFFSET01 = _OFFSET / 255.0
 INVERSE = np.linalg.inv(FORWARD)
 
 
+def _affine(x: torch.Tensor, matrix: np.ndarray, offset: np.ndarray, inverse: bool) -> torch.Tensor:
+    """matrix @ (x - offset) or matrix @ x + offset over the colour axis of (..., 3, H, W), computed alike for every
+    pixel at every image size, so that a tile's pixels equal the whole image's: MKL's matrix product rounds the last
+    columns of a row (past its last whole block of 32 floats, with AVX-512) differently from the others, so the
+    pixels, its columns here, are padded with zeros to whole 64-float blocks."""
+    m = torch.as_tensor(matrix, dtype=x.dtype, device=x.device)
+    o = torch.as_tensor(offset, dtype=x.dtype, device=x.device)[:, None]
+    planes = x.movedim(-3, 0).reshape(3, -1)
+    count = planes.shape[1]
+    planes = torch.cat([planes, planes.new_zeros(3, -count % 64)], 1)  # also a contiguous copy
+    y = torch.matmul(m, planes - o)[:, :count] if inverse else torch.matmul(m, planes)[:, :count].add_(o)
+    return y.view(3, *x.movedim(-3, 0).shape[1:]).movedim(0, -3)
+
+
 def _convert(image, matrix: np.ndarray, offset: np.ndarray, inverse: bool):
     if isinstance(image, torch.Tensor):
         if image.dim() < 3 or image.shape[-3] != 3:
             raise SrkitError(f"colour conversion expects a (..., 3, H, W) tensor, got {tuple(image.shape)}")
         integer = not image.dtype.is_floating_point
         x = image.double() / torch.iinfo(image.dtype).max if integer else image
-        m = torch.as_tensor(matrix, dtype=x.dtype, device=x.device)
-        o = torch.as_tensor(offset, dtype=x.dtype, device=x.device).view(3, 1, 1)
-        y = torch.einsum("ij,...jhw->...ihw", m, x - o) if inverse else torch.einsum("ij,...jhw->...ihw", m, x) + o
+        y = _affine(x, matrix, offset, inverse)
         if integer:
             hi = torch.iinfo(image.dtype).max
             return torch.floor((y * hi).clamp(0, hi) + 0.5).to(image.dtype)
