@@ -29,12 +29,13 @@ RESULTS = Path(__file__).parent / "results" / "train_cost.csv"
 MIN_SECONDS = 3.0  # timed at least this long, so that the fast recipes' rates are not one noisy step
 
 
-def steps_per_second(path: Path, root: Path, threads: int, steps: int, amp: str = "none") -> tuple[float, int]:
+def steps_per_second(path: Path, root: Path, threads: int, steps: int, amp: str | None) -> tuple[float, int]:
     """(measured steps/s, the recipe's steps)."""
-    recipe = load_recipe(path, {"train_sets": ["Set5"], "threads": threads, "init_from": ""})
+    overrides = {"train_sets": ["Set5"], "threads": threads, "init_from": ""} | ({"amp": amp} if amp else {})
+    recipe = load_recipe(path, overrides)
     out = Path(tempfile.mkdtemp(prefix="srkit-cost-"))
     try:
-        trainer = Trainer(recipe, out / "run", root, amp=amp, progress=False)
+        trainer = Trainer(recipe, out / "run", root, progress=False)
         trainer.train_step(0)  # warm-up: allocations and oneDNN's kernel choices
         start, done = time.perf_counter(), 0
         while done < steps or time.perf_counter() - start < MIN_SECONDS:
@@ -51,7 +52,7 @@ def main() -> None:
     parser.add_argument("--data-root")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3, help="least timed steps per recipe, after a warm-up step")
-    parser.add_argument("--amp", choices=["none", "bf16"], default="none", help="as srkit train --amp")
+    parser.add_argument("--amp", choices=["none", "bf16"], help="as srkit train --amp (default: each recipe's)")
     parser.add_argument("--name", default="train_cost", help="basename of the CSV written")
     args = parser.parse_args()
 

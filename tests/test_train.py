@@ -99,11 +99,24 @@ def test_schedules_decay_from_lr_to_min_lr():
 def test_bf16_autocast_on_the_cpu(root, tmp_path):
     runs = {}
     for amp in ("none", "bf16"):
-        Trainer(_recipe(model="srcnn"), tmp_path / amp, root, amp=amp, progress=False).run()
+        Trainer(_recipe(model="srcnn", amp=amp), tmp_path / amp, root, progress=False).run()
         runs[amp] = [float(line.split(",")[3]) for line in (tmp_path / amp / "log.csv").read_text().splitlines()[1:]]
     assert runs["bf16"] != runs["none"] and runs["bf16"] == pytest.approx(runs["none"], rel=0.05)
     with pytest.raises(SrkitError, match="fp16 needs --device cuda"):
-        Trainer(_recipe(), tmp_path / "fp16", root, amp="fp16", progress=False)
+        Trainer(_recipe(amp="fp16"), tmp_path / "fp16", root, progress=False)
+
+
+def test_amp_is_the_recipes_and_may_change_on_resume(root, tmp_path):
+    recipe = tmp_path / "srcnn.yaml"
+    recipe.write_text("model: srcnn\nscale: 2\npatch_size: 16\ntrain_sets: [T91]\namp: bf16\n")
+    run = ["train", str(recipe), "--out", str(tmp_path / "run"), "--data-root", str(root), "--no-progress"]
+    fast = [arg for key, value in FAST.items() for arg in ("--set", f"{key}={value}")]
+    assert main([*run, *fast]) == 0
+    assert "amp: bf16" in (tmp_path / "run" / "recipe.yaml").read_text()
+    # float32 from step 2 on, as on a CPU without bf16 arithmetic: --amp overrides the recipe's
+    assert main([*run, *fast, "--set", "steps=4", "--amp", "none", "--resume"]) == 0
+    assert "amp: none" in (tmp_path / "run" / "recipe.yaml").read_text()
+    assert main([*run, *fast, "--set", "steps=6", "--set", "lr=0.5", "--resume"]) == 1
 
 
 def test_resume_refuses_a_different_recipe(root, tmp_path):

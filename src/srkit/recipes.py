@@ -47,6 +47,9 @@ class Recipe:
     min_lr: float = 0.0  # cosine and linear schedules: the rate at the last step
     warmup_steps: int = 0
     clip_theta: float = 0.0  # VDSR's adjustable clipping: gradients to [-theta/lr, theta/lr]; 0 = off
+    # Mixed precision of the forward pass: bf16 autocast on the CPU (fast where the CPU has AVX512-BF16 or AMX, far
+    # slower where it has neither) or CUDA, fp16 on CUDA only
+    amp: Literal["none", "bf16", "fp16"] = "none"
     init_from: str = ""  # warm start from a .safetensors file (SRGAN from SRResNet, EDSR x3/x4 from x2)
     # Parameters of init_from that keep their initialisation: a layer whose shape differs (ESPCN's last at x2/x4)
     init_exclude: tuple[str, ...] = ()

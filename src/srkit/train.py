@@ -40,8 +40,9 @@ from srkit.zoo import save_weights
 log = logging.getLogger(__name__)
 
 # Recipe keys that may change when a run is resumed: they do not alter what is computed before `steps` (but a
-# cosine or linear decay, which is fitted to `steps`, changes its course from the resumed step on).
-RESUMABLE_CHANGES = {"steps", "val_every", "checkpoint_every", "log_every", "threads"}
+# cosine or linear decay, which is fitted to `steps`, changes its course from the resumed step on), or, for amp,
+# only its rounding (a bf16 run can go on in float32 on a CPU without bf16 arithmetic, and the other way round).
+RESUMABLE_CHANGES = {"steps", "val_every", "checkpoint_every", "log_every", "threads", "amp"}
 LOG_FIELDS = ["step", "elapsed_s", "lr", "loss", "steps_per_s", "val_psnr"]
 
 
@@ -104,15 +105,14 @@ class Trainer:
         out: Path,
         data_root: Path,
         device: str = "cpu",
-        amp: str = "none",
         progress: bool = True,
     ) -> None:
         self.recipe, self.out, self.progress = recipe, Path(out), progress
         self.rank, self.world = _init_distributed(device)
         self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if device == "cuda" else device)
-        if amp == "fp16" and self.device.type != "cuda":
+        if recipe.amp == "fp16" and self.device.type != "cuda":
             raise SrkitError("--amp fp16 needs --device cuda (bf16 also runs on the CPU)")
-        self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+        self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[recipe.amp]
         if recipe.threads:
             torch.set_num_threads(recipe.threads)
 

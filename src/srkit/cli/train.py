@@ -26,17 +26,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--amp",
         choices=["none", "bf16", "fp16"],
-        default="none",
-        help="mixed precision: bf16 on the CPU or CUDA, fp16 on CUDA",
+        help="mixed precision, overriding the recipe's amp: bf16 on the CPU or CUDA, fp16 on CUDA",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    recipe = load_recipe(args.recipe, parse_overrides(args.set))
+    overrides = parse_overrides(args.set) | ({"amp": args.amp} if args.amp else {})
+    recipe = load_recipe(args.recipe, overrides)
     out = Path(args.out) if args.out else Path("runs") / Path(args.recipe).stem
-    trainer = Trainer(recipe, out, data_root(args.data_root), args.device, args.amp, progress=not args.no_progress)
+    trainer = Trainer(recipe, out, data_root(args.data_root), args.device, progress=not args.no_progress)
     best = trainer.run(resume=args.resume)
     print(f"best {recipe.val_set} PSNR {best:.2f} dB at step {trainer.state.best_step}: {out / 'best.safetensors'}")
     return 0
