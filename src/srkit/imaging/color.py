@@ -27,10 +27,10 @@ INVERSE = np.linalg.inv(FORWARD)
 
 
 def _affine(x: torch.Tensor, matrix: np.ndarray, offset: np.ndarray, inverse: bool) -> torch.Tensor:
-    """matrix @ (x - offset) or matrix @ x + offset over the colour axis of (..., 3, H, W), computed alike for every
-    pixel at every image size, so that a tile's pixels equal the whole image's: MKL's matrix product rounds the last
-    columns of a row (past its last whole block of 32 floats, with AVX-512) differently from the others, so the
-    pixels, its columns here, are padded with zeros to whole 64-float blocks."""
+    """matrix @ (x - offset) or matrix @ x + offset over the colour axis of (..., 3, H, W): a matrix product with the
+    pixels as its columns, padded with zeros to whole 64-float blocks. MKL's AVX-512 kernels round a row's last
+    columns (past its last whole block of 32) differently from the others, and a tile's pixels would then differ
+    from the whole image's."""
     m = torch.as_tensor(matrix, dtype=x.dtype, device=x.device)
     o = torch.as_tensor(offset, dtype=x.dtype, device=x.device)[:, None]
     planes = x.movedim(-3, 0).reshape(3, -1)
