@@ -31,7 +31,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from srkit.errors import SrkitError
 from srkit.files import atomic_path
 from srkit.imaging import video
-from srkit.imaging.color import INVERSE, OFFSET01, rgb_to_ycbcr, y_channel
+from srkit.imaging.color import INVERSE, OFFSET01, ROW_BLOCK, rgb_to_ycbcr, y_channel
 from srkit.imaging.io import IMAGE_SUFFIXES, Picture, from_array, read_image, to_array, write_image, write_png
 from srkit.imaging.resize import contributions, imresize
 from srkit.metrics import to_uint8
@@ -386,10 +386,8 @@ class _Bicubic(nn.Module):
             return x.reshape(n, height * s, width * s, -1).permute(0, 3, 1, 2)  # one copy, channels_last
         g, groups = self.group, -(-width // self.group)
         columns = (groups + 2 * self.left // g) * g
-        # MKL's matrix product rounds the last columns of a row (past its last whole block of 32 floats, with
-        # AVX-512) differently from the others, and a tile's would differ from the image's: on the CPU, zero columns
-        # make rows of whole 64-float blocks, so that every column is computed alike at every size.
-        zeros = -columns % math.lcm(g, 64 // math.gcd(64, channels)) if self.stable else 0
+        # On the CPU, zero columns make rows of whole ROW_BLOCKs for MKL (see srkit.imaging.color.ROW_BLOCK).
+        zeros = -columns % math.lcm(g, ROW_BLOCK // math.gcd(ROW_BLOCK, channels)) if self.stable else 0
         x = _pad_symmetric(x, reach, self.left, columns - width - self.left, zeros)
         # Down the columns as one matrix product per output row: its 5 input rows (a view) by the phases' weights
         # give its s output rows, already in the upscaled image's order.

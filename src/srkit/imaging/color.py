@@ -24,20 +24,22 @@ _OFFSET = np.array([16.0, 128.0, 128.0])
 FORWARD = _MATRIX / 255.0
 OFFSET01 = _OFFSET / 255.0
 INVERSE = np.linalg.inv(FORWARD)
+# MKL's AVX-512 matrix product rounds a row's last columns (past its last whole block of 32 floats) differently from
+# the others: rows padded with zeros to multiples of this many floats are computed alike at every size, so that a
+# tile's pixels equal the whole image's (here and in srkit.upscale's bicubic).
+ROW_BLOCK = 64
 
 
 def _affine(x: torch.Tensor, matrix: np.ndarray, offset: np.ndarray, inverse: bool) -> torch.Tensor:
     """matrix @ (x - offset) or matrix @ x + offset over the colour axis of (..., 3, H, W): a matrix product with the
-    pixels as its columns, padded with zeros to whole 64-float blocks. MKL's AVX-512 kernels round a row's last
-    columns (past its last whole block of 32) differently from the others, and a tile's pixels would then differ
-    from the whole image's."""
+    pixels as its columns, padded with zeros to whole ROW_BLOCKs."""
     m = torch.as_tensor(matrix, dtype=x.dtype, device=x.device)
     o = torch.as_tensor(offset, dtype=x.dtype, device=x.device)[:, None]
-    planes = x.movedim(-3, 0).reshape(3, -1)
-    count = planes.shape[1]
-    planes = torch.cat([planes, planes.new_zeros(3, -count % 64)], 1)  # also a contiguous copy
+    channels_first = x.movedim(-3, 0)
+    count = channels_first[0].numel()
+    planes = torch.cat([channels_first.reshape(3, count), x.new_zeros(3, -count % ROW_BLOCK)], 1)  # a contiguous copy
     y = torch.matmul(m, planes - o)[:, :count] if inverse else torch.matmul(m, planes)[:, :count].add_(o)
-    return y.view(3, *x.movedim(-3, 0).shape[1:]).movedim(0, -3)
+    return y.view(channels_first.shape).movedim(0, -3)
 
 
 def _convert(image, matrix: np.ndarray, offset: np.ndarray, inverse: bool):
