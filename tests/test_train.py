@@ -8,12 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from srkit.cli import main
 from srkit.errors import SrkitError
-from srkit.imaging.color import rgb_to_ycbcr
 from srkit.models import build
 from srkit.recipes import from_dict, load_recipe
 from srkit.train import Trainer, _lr_factor
@@ -155,15 +153,6 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(root, tmp_path):
     with pytest.raises(SrkitError, match=r"loss is nan at step 3.*\(step 2\)"):
         trainer.run()
     assert _final_state(tmp_path / "run")["progress"]["step"] == 2
-
-
-def test_mse_y_loss_is_the_mse_of_the_protocols_y(root, tmp_path):
-    trainer = Trainer(_recipe(model="espcn-rgb", loss="mse-y"), tmp_path / "run", root, progress=False)
-    sr, hr = torch.rand(2, 2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    expected = F.mse_loss(rgb_to_ycbcr(sr)[:, 0], rgb_to_ycbcr(hr)[:, 0])
-    assert torch.allclose(trainer.content(sr, hr), expected, rtol=1e-5)
-    with pytest.raises(SrkitError, match="mse-y is for RGB models"):
-        Trainer(_recipe(loss="mse-y"), tmp_path / "y", root, progress=False)
 
 
 def _train_args(recipe, out, root):

@@ -34,7 +34,7 @@ class Recipe:
     downscale_augment: tuple[float, ...] = ()  # FSRCNN: extra copies of each image scaled by these factors
     # Optimisation
     steps: int = 10_000
-    loss: Literal["mse", "mse-y", "l1", "vgg54", "vgg22"] = "mse"  # mse-y: on the BT.601 Y of an RGB model
+    loss: Literal["mse", "l1", "vgg54", "vgg22"] = "mse"
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = 1e-3
     momentum: float = 0.9  # SGD only

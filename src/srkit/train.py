@@ -32,7 +32,6 @@ from srkit import models
 from srkit.data import TrainSet, benchmark, training_files
 from srkit.errors import SrkitError
 from srkit.files import atomic_path, write_text
-from srkit.imaging.color import FORWARD
 from srkit.metrics import psnr
 from srkit.recipes import Recipe
 from srkit.upscale import from_range, sr_for_metrics, to_range
@@ -154,12 +153,6 @@ class Trainer:
         recipe = self.recipe
         if recipe.loss in ("mse", "l1"):
             return F.mse_loss if recipe.loss == "mse" else F.l1_loss
-        if recipe.loss == "mse-y":
-            if self.info.channels != "rgb":
-                raise SrkitError(f"recipe: loss mse-y is for RGB models; {recipe.model} is a Y model, use mse")
-            # The MSE of the protocol's Y (MATLAB's BT.601 row; its offset cancels in the difference).
-            luma = torch.as_tensor(FORWARD[0], dtype=torch.float32, device=self.device)[:, None, None]
-            return lambda sr, hr: ((sr - hr) * luma).sum(-3).square().mean()
         from srkit.models.vgg import VGGFeatures
 
         vgg = VGGFeatures(recipe.loss, weights=recipe.vgg_weights).to(self.device)
