@@ -2,7 +2,8 @@
 
 The protocol measures Y only; this shows what an RGB network does to the rest (a loss on Y alone, tried in commit
 077f20c for the RGB ESPCN x4, kept Set5's Y at 30.47 dB and cost 4 dB on Cb and Cr). Each channel is measured as the
-protocol measures Y: MATLAB's BT.601 in [0, 255] on doubles (srkit.metrics), `scale` pixels shaved.
+protocol measures Y: MATLAB's BT.601 in [0, 255] on doubles (srkit.metrics), `scale` pixels shaved;
+gray images are skipped.
 
     python benchmarks/chroma.py runs/espcn-rgb-x4-round5/final.safetensors --data-root ../shared/datasets \
         [--set Set5 Set14]
@@ -17,9 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from srkit.data import benchmark, data_root
-from srkit.evaluate import bicubic
+from srkit.evaluate import bicubic, network
 from srkit.imaging.color import rgb_to_ycbcr
-from srkit.upscale import sr_for_metrics
 from srkit.zoo import load_weights
 
 CHANNELS = ("Y", "Cb", "Cr", "RGB")
@@ -48,9 +48,7 @@ def main() -> None:
     if len(scales) != 1 or any(model.info.channels != "rgb" for model in models.values()):
         parser.error("the weights must all be RGB models at one scale")
     scale = scales.pop()
-    methods = {"bicubic": bicubic} | {
-        name: (lambda lr, s, model=model: sr_for_metrics(model, lr, s)) for name, model in models.items()
-    }
+    methods = {"bicubic": bicubic} | {name: network(model) for name, model in models.items()}
     print(f"{'method':<48} {'set':<9} " + " ".join(f"{c:>7}" for c in CHANNELS))
     for dataset in args.set:
         pairs = [p for p in benchmark(dataset, scale, data_root(args.data_root)) if p.hr.ndim == 3]
