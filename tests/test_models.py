@@ -92,6 +92,19 @@ def test_srcnn_init_paper_or_he() -> None:
     assert all(not c.bias.any() for c in he.body[::2]) and he.info.init != paper.info.init
 
 
+def test_srcnn_replicate_padding_sees_a_flat_image_as_flat_to_its_edges() -> None:
+    """SRCNN.m's borders: every layer reads its input's edge repeated, where zeros would read black."""
+    torch.manual_seed(0)
+    zeros, replicate = build("srcnn", 2, init="he"), build("srcnn", 2, init="he", padding="replicate")
+    replicate.load_state_dict(zeros.state_dict())
+    flat = torch.full((1, 1, 24, 24), 0.6)
+    with torch.no_grad():
+        inside, edges = replicate(flat), zeros(flat)
+    assert torch.allclose(inside, inside[0, 0, 12, 12], atol=1e-6)
+    assert torch.allclose(edges[..., 8:-8, 8:-8], inside[..., 8:-8, 8:-8], atol=1e-6)  # the same network inside
+    assert not torch.allclose(edges, inside, atol=1e-4)
+
+
 def test_info_input_kinds() -> None:
     infos = {n: _build_meta(n, 3).info for n in SR_NAMES}
     kinds = {n: (info.channels, info.upsampled_input) for n, info in infos.items()}

@@ -462,15 +462,21 @@ class _StableConv2d(nn.Module):
         bias = None if bias is None else nn.functional.pad(bias, (0, padded - self.out_channels))
         self.weight = nn.Parameter(weight.contiguous(memory_format=torch.channels_last), requires_grad=False)
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
-        self.padding = (0, 0) if self.rows else conv.padding  # the kernel-rows form pads its input itself
-        self.rows_padding = conv.padding
+        # The kernel-rows form pads its input itself, and so does replicate padding (which oneDNN lacks).
+        self.mode = "replicate" if conv.padding_mode == "replicate" else "constant"
+        self.own_padding = self.rows or self.mode == "replicate"
+        self.padding = (0, 0) if self.own_padding else conv.padding
+        self.pad = conv.padding
         self.activation = "none"  # "relu", or "tanh": see _fuse
 
     def forward(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         """The convolution of x; with `add` (the output's shape, channels_last), `add` + it, written into `add`."""
+        if self.own_padding:
+            (py, px) = self.pad
+            x = nn.functional.pad(x, (px, px, py, py), mode=self.mode)
         if self.rows:
-            (py, px), kh = self.rows_padding, self.weight.shape[1]
-            x = nn.functional.pad(x, (px, px, py, py)).contiguous()
+            kh = self.weight.shape[1]
+            x = x.contiguous()
             n, _, height, width = x.shape
             x = x.as_strided((n, kh, height - kh + 1, width), (x.stride(0), width, width, 1))
         x = x.contiguous(memory_format=torch.channels_last)
@@ -605,9 +611,9 @@ class _PixelShuffle(nn.PixelShuffle):
 
 
 def _plain(conv: nn.Conv2d) -> bool:
-    """Zero padding given in pixels, no stride, dilation or groups: what every srkit model uses."""
-    numeric = not isinstance(conv.padding, str)
-    return numeric and conv.padding_mode == "zeros" and conv.stride == conv.dilation == (1, 1) and conv.groups == 1
+    """Zero or replicate padding given in pixels, no stride, dilation or groups: what every srkit model uses."""
+    numeric = not isinstance(conv.padding, str) and conv.padding_mode in ("zeros", "replicate")
+    return numeric and conv.stride == conv.dilation == (1, 1) and conv.groups == 1
 
 
 def _prepare(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:

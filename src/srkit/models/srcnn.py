@@ -24,6 +24,10 @@ class SRCNNConfig:
     # benchmarks/dead_units.py).
     # "he": He et al.'s N(0, sqrt(2 / fan_in)) for the ReLU layers, the paper's N(0, 0.001) for the last.
     init: Literal["paper", "he"] = "paper"
+    # What each convolution reads past the image's edge. The paper trained on valid convolutions and its own test
+    # code (SRCNN.m) pads every layer's input by repeating its edge (imfilter's 'same', 'replicate'); PyTorch's
+    # zeros read as black, which a network trained on crops must learn to see through at every border.
+    padding: Literal["zeros", "replicate"] = "zeros"
 
 
 class SRCNN(nn.Module):
@@ -32,14 +36,14 @@ class SRCNN(nn.Module):
     def __init__(self, config: SRCNNConfig, scale: int, name: str = "srcnn") -> None:
         super().__init__()
         c = config
-        # The paper used valid convolutions (output smaller than input). We zero-pad to 'same' so that a
-        # whole image is super-resolved in one pass and tiles of any size join without a seam.
+        # The paper used valid convolutions (output smaller than input). We pad to 'same' so that a whole image
+        # is super-resolved in one pass and tiles of any size join without a seam.
         self.body = nn.Sequential(
-            nn.Conv2d(1, c.n1, c.f1, padding=c.f1 // 2),
+            nn.Conv2d(1, c.n1, c.f1, padding=c.f1 // 2, padding_mode=c.padding),
             nn.ReLU(inplace=True),
-            nn.Conv2d(c.n1, c.n2, c.f2, padding=c.f2 // 2),
+            nn.Conv2d(c.n1, c.n2, c.f2, padding=c.f2 // 2, padding_mode=c.padding),
             nn.ReLU(inplace=True),
-            nn.Conv2d(c.n2, 1, c.f3, padding=c.f3 // 2),
+            nn.Conv2d(c.n2, 1, c.f3, padding=c.f3 // 2, padding_mode=c.padding),
         )
         convs = [m for m in self.body if isinstance(m, nn.Conv2d)]
         for i, conv in enumerate(convs):
