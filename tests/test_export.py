@@ -30,7 +30,11 @@ def build(name: str, scale: int, **options) -> torch.nn.Module:
 @EXPORTER_WARNINGS
 @pytest.mark.parametrize(
     ("name", "scale", "options"),
-    [("espcn", 3, {}), ("edsr-baseline", 4, {"num_blocks": 1, "num_features": 8})],  # PixelShuffle x3, x2 x2
+    [
+        ("espcn", 3, {}),
+        ("edsr-baseline", 4, {"num_blocks": 1, "num_features": 8}),  # PixelShuffle x3, x2 x2
+        ("srcnn", 2, {"n1": 8, "n2": 4, "init": "he", "padding": "replicate"}),  # ONNX's edge padding
+    ],
 )
 def test_onnx_matches_pytorch_at_any_size(tmp_path, name, scale, options):
     model = build(name, scale, **options)
@@ -38,12 +42,14 @@ def test_onnx_matches_pytorch_at_any_size(tmp_path, name, scale, options):
     export(model, path, "onnx")
     metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert metadata["srkit.model"] == name and metadata["srkit.scale"] == str(scale)
-    assert metadata["srkit.channels"] == model.info.channels and metadata["srkit.upsampled_input"] == "false"
+    upsampled = str(model.info.upsampled_input).lower()
+    assert metadata["srkit.channels"] == model.info.channels and metadata["srkit.upsampled_input"] == upsampled
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch, height, width in SIZES:
         x = torch.rand(batch, model.info.in_channels, height, width)
         (out,) = session.run(None, {"input": x.numpy()})
-        assert out.shape == (batch, model.info.in_channels, height * scale, width * scale)
+        factor = 1 if model.info.upsampled_input else scale
+        assert out.shape == (batch, model.info.in_channels, height * factor, width * factor)
         np.testing.assert_allclose(out, model(x).detach().numpy(), atol=1e-4)
 
 
