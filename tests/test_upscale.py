@@ -28,6 +28,7 @@ KINDS = {
     "espcn": ("espcn", 3, {}),
     "espcn-centred": ("espcn", 3, {"input_range": (-5.0, 5.0), "output_range": (-0.5, 0.5)}),  # zero pads mid-grey
     "espcn-x4": ("espcn", 4, {"features": (8, 8)}),  # Cb/Cr's bicubic in 12 phases, 16 sub-pixels
+    "espcn-replicate": ("espcn", 3, {"padding": "replicate"}),  # one input channel: the kernel-rows form
     "fsrcnn": ("fsrcnn", 3, {"d": 8, "s": 4, "m": 1}),
     "fsrcnn-centred": ("fsrcnn", 3, {"d": 8, "s": 4, "m": 1, "input_range": (-5.0, 5.0), "output_range": (-0.5, 0.5)}),
     "srcnn": ("srcnn", 2, {"n1": 8, "n2": 4, "init": "he"}),
@@ -35,6 +36,7 @@ KINDS = {
     "vdsr": ("vdsr", 3, {"depth": 4, "num_features": 8}),
     "edsr-baseline": ("edsr-baseline", 4, {"num_blocks": 2, "num_features": 8}),
     "espcn-rgb": ("espcn-rgb", 2, {}),
+    "espcn-rgb-replicate": ("espcn-rgb", 4, {"padding": "replicate", "input_range": (-5.0, 5.0)}),
     "srresnet": ("srresnet", 4, {"num_blocks": 1, "num_features": 8}),
 }
 
@@ -89,7 +91,7 @@ def test_tiled_equals_untiled_exactly(kind):
         np.testing.assert_array_equal(tiled.upscale_array(image / np.float32(255)), untiled_float)
 
 
-@pytest.mark.parametrize("kind", ["espcn", "espcn-centred", "fsrcnn", "srcnn", "srcnn-replicate"])
+@pytest.mark.parametrize("kind", ["espcn", "espcn-centred", "espcn-replicate", "fsrcnn", "srcnn", "srcnn-replicate"])
 def test_tiled_equals_untiled_with_two_threads(kind):
     """oneDNN's deconvolution, one-channel and fused-tanh convolutions round differently per size; see _prepare."""
     torch.set_num_threads(2)
@@ -133,7 +135,7 @@ def test_automatic_tiles_bound_the_network_input_and_the_memory(tmp_path):
     np.testing.assert_array_equal(read_image(tmp_path / "3000.png").pixels, untiled)
 
 
-@pytest.mark.parametrize("kind", ["espcn", "espcn-centred", "srcnn-replicate"])
+@pytest.mark.parametrize("kind", ["espcn", "espcn-centred", "espcn-replicate", "srcnn-replicate"])
 def test_y_model_on_gray_runs_on_the_gray_as_its_y(kind):
     model = build(kind).eval()
     image = photo(12, 14, 1)

@@ -23,6 +23,7 @@ class ESPCNConfig:
     init: Literal["default", "orthogonal"] = "default"  # the paper names none; seed 003 is orthogonal
     input_range: tuple[float, float] = (0.0, 1.0)  # seed 000 feeds raw 0..255 pixels
     output_range: tuple[float, float] = (0.0, 1.0)  # seed 000 targets x / 127.5 - 1
+    padding: Literal["zeros", "replicate"] = "zeros"  # what a convolution reads past the edge; see SRCNNConfig
 
     def __post_init__(self) -> None:
         if len(self.features) != len(self.kernels) - 1 or any(k % 2 == 0 for k in self.kernels):
@@ -39,7 +40,7 @@ class ESPCN(nn.Module):
         widths = (channels, *c.features, channels * scale**2)
         layers: list[nn.Module] = []
         for i, k in enumerate(c.kernels):
-            layers.append(nn.Conv2d(widths[i], widths[i + 1], k, padding=k // 2))
+            layers.append(nn.Conv2d(widths[i], widths[i + 1], k, padding=k // 2, padding_mode=c.padding))
             if i < len(c.kernels) - 1:
                 layers.append(nn.Tanh() if c.activation == "tanh" else nn.ReLU(inplace=True))
         # On 3 * 16 channels PixelShuffle(4) shuffles each 16-channel group into one HR colour: seed 000's
