@@ -19,6 +19,7 @@ import torch
 
 from srkit import models
 from srkit.data import data_root
+from srkit.errors import SrkitError
 from srkit.evaluate import evaluate, network
 from srkit.zoo import load_weights, read_metadata
 
@@ -41,8 +42,12 @@ def main() -> None:
     parser.add_argument("--set", nargs="+", default=["Set5", "Set14"])
     parser.add_argument("--images", type=int, default=3, help="images listed per set, by the largest change")
     args = parser.parse_args()
-    root = data_root(args.data_root)
-    trained = json.loads(read_metadata(args.weights).get("srkit.options", "{}")).get("padding", "zeros")
+    try:
+        root = data_root(args.data_root)
+        trained = json.loads(read_metadata(args.weights).get("srkit.options", "{}")).get("padding", "zeros")
+        with_padding(args.weights, "zeros")
+    except SrkitError as error:  # not a weights file, or a model without the option
+        parser.error(str(error))
     print(f"{args.weights}, trained with {trained} padding: PSNR (dB) on Y")
     print(f"{'set':<9} {'image':<24} " + " ".join(f"{p:>9}" for p in PADDINGS) + "   change")
     for dataset in args.set:
