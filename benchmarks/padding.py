@@ -26,13 +26,17 @@ from srkit.zoo import load_weights, read_metadata
 PADDINGS = ("zeros", "replicate")
 
 
-def with_padding(path: Path, padding: str) -> torch.nn.Module:
-    """The network of a weights file, rebuilt with `padding`."""
+def by_padding(path: Path) -> tuple[dict[str, torch.nn.Module], str]:
+    """The network of a weights file rebuilt with each padding, and the padding it was trained with."""
     metadata = read_metadata(path)
-    options = json.loads(metadata.get("srkit.options", "{}")) | {"padding": padding}
-    model = models.build(metadata["srkit.model"], int(metadata["srkit.scale"]), **options)
-    model.load_state_dict(load_weights(path).state_dict())
-    return model.eval()
+    options = json.loads(metadata.get("srkit.options", "{}"))
+    state = load_weights(path).state_dict()
+    networks = {}
+    for padding in PADDINGS:
+        model = models.build(metadata["srkit.model"], int(metadata["srkit.scale"]), **options | {"padding": padding})
+        model.load_state_dict(state)
+        networks[padding] = model.eval()
+    return networks, options.get("padding", "zeros")
 
 
 def main() -> None:
@@ -44,18 +48,16 @@ def main() -> None:
     args = parser.parse_args()
     try:
         root = data_root(args.data_root)
-        trained = json.loads(read_metadata(args.weights).get("srkit.options", "{}")).get("padding", "zeros")
-        with_padding(args.weights, "zeros")
+        networks, trained = by_padding(args.weights)
     except SrkitError as error:  # not a weights file, or a model without the option
         parser.error(str(error))
     print(f"{args.weights}, trained with {trained} padding: PSNR (dB) on Y")
     print(f"{'set':<9} {'image':<24} " + " ".join(f"{p:>9}" for p in PADDINGS) + "   change")
     for dataset in args.set:
-        records = {}
-        for padding in PADDINGS:
-            model = with_padding(args.weights, padding)
-            records[padding] = evaluate(padding, network(model), dataset, model.info.scale, root, progress=False)
-        zeros, replicate = records["zeros"], records["replicate"]
+        zeros, replicate = (
+            evaluate(padding, network(model), dataset, model.info.scale, root, progress=False)
+            for padding, model in networks.items()
+        )
         print(f"{dataset:<9} {'mean':<24} {zeros.psnr:9.3f} {replicate.psnr:9.3f} {replicate.psnr - zeros.psnr:+8.3f}")
         pairs = sorted(
             zip(zeros.per_image, replicate.per_image, strict=True), key=lambda p: -abs(p[1]["psnr"] - p[0]["psnr"])

@@ -462,18 +462,19 @@ class _StableConv2d(nn.Module):
         bias = None if bias is None else nn.functional.pad(bias, (0, padded - self.out_channels))
         self.weight = nn.Parameter(weight.contiguous(memory_format=torch.channels_last), requires_grad=False)
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
-        # The kernel-rows form pads its input itself, and so does replicate padding (which oneDNN lacks).
-        self.mode = "replicate" if conv.padding_mode == "replicate" else "constant"
-        self.own_padding = self.rows or self.mode == "replicate"
-        self.padding = (0, 0) if self.own_padding else conv.padding
+        # oneDNN pads with zeros, except where the input is padded here: in the kernel-rows form, and for replicate
+        # padding (which oneDNN lacks).
+        replicate = conv.padding_mode == "replicate"
+        self.pad_mode = "replicate" if replicate else "constant" if self.rows else None
         self.pad = conv.padding
+        self.padding = (0, 0) if self.pad_mode else conv.padding
         self.activation = "none"  # "relu", or "tanh": see _fuse
 
     def forward(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         """The convolution of x; with `add` (the output's shape, channels_last), `add` + it, written into `add`."""
-        if self.own_padding:
-            (py, px) = self.pad
-            x = nn.functional.pad(x, (px, px, py, py), mode=self.mode)
+        if self.pad_mode:
+            py, px = self.pad
+            x = nn.functional.pad(x, (px, px, py, py), mode=self.pad_mode)
         if self.rows:
             kh = self.weight.shape[1]
             x = x.contiguous()
