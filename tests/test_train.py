@@ -14,7 +14,7 @@ from srkit.cli import main
 from srkit.errors import SrkitError
 from srkit.models import build
 from srkit.recipes import from_dict, load_recipe
-from srkit.train import Trainer, _lr_factor
+from srkit.train import Trainer, _lr_factor, revive_dead
 from srkit.zoo import load_weights, save_weights
 
 RECIPES = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
@@ -240,3 +240,43 @@ def test_set_overrides_and_their_errors(capsys, tmp_path):
     assert main(["train", str(recipe), "--set", "lr"]) == 1
     assert "--set expects key=value" in capsys.readouterr().err
     assert load_recipe(recipe, {"lr": "1e-4", "scales": [2]}).lr == 1e-4
+
+
+def test_revive_dead_gives_dead_relu_channels_fresh_inputs_and_leaves_the_output_alone():
+    torch.manual_seed(0)
+    model, fresh = build("srcnn", 2, init="he"), build("srcnn", 2, init="he")
+    x = torch.rand(2, 1, 24, 24)
+    with torch.no_grad():
+        for conv, channels in ((model.body[0], [1, 5]), (model.body[2], [3])):
+            conv.weight[channels], conv.bias[channels] = 0, -1  # never fire
+    kept = {k: v.clone() for k, v in model.state_dict().items()}
+    before = model(x)
+    lines = revive_dead(model, fresh, [x])
+    assert lines == [
+        "body.1: 2 of 64 channels fired on none of the sampled pixels",
+        "body.3: 1 of 32 channels fired on none of the sampled pixels",
+    ]
+    torch.testing.assert_close(model(x), before)
+    new, expected = fresh.state_dict(), kept
+    for name in ("body.0.weight", "body.0.bias"):
+        expected[name][[1, 5]] = new[name][[1, 5]]
+    expected["body.2.weight"][:, [1, 5]] = 0
+    for name in ("body.2.weight", "body.2.bias"):
+        expected[name][3] = new[name][3]
+    expected["body.4.weight"][:, 3] = 0
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+    assert revive_dead(model, fresh, [x])[0].startswith("body.1: 0 of 64")  # the revived channels fire
+
+
+def test_revive_dead_runs_once_from_the_recipe(root, tmp_path, caplog):
+    warm = tmp_path / "warm.safetensors"
+    save_weights(build("srcnn", 2), warm, {})
+    recipe = _recipe(model="srcnn", init_from=str(warm), revive_dead=True)
+    with caplog.at_level("INFO", logger="srkit.train"):
+        Trainer(recipe, tmp_path / "run", root, progress=False).run()
+    assert caplog.text.count("revive_dead: body.") == 2
+    with pytest.raises(SrkitError, match="revive_dead needs init_from"):
+        _recipe(model="srcnn", revive_dead=True)
+    with pytest.raises(SrkitError, match="revive_dead needs a body of convolutions and ReLUs, which fsrcnn lacks"):
+        _recipe(model="fsrcnn", init_from=str(warm), revive_dead=True)

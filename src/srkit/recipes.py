@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import dacite
 import yaml
+from torch import nn
 
 from srkit import models
 from srkit.errors import SrkitError
@@ -53,6 +54,9 @@ class Recipe:
     init_from: str = ""  # warm start from a .safetensors file (SRGAN from SRResNet, EDSR x3/x4 from x2)
     # Parameters of init_from that keep their initialisation: a layer whose shape differs (ESPCN's last at x2/x4)
     init_exclude: tuple[str, ...] = ()
+    # ReDo (Sokar et al., ICML 2023): before the first step, every ReLU channel of init_from that fires on no pixel of
+    # a sample of training crops gets fresh incoming weights and zero outgoing ones, so that it learns again
+    revive_dead: bool = False
     # SRGAN: an adversarial term against this discriminator, with its own optimiser
     discriminator: str = ""  # "srgan-discriminator" turns it on
     adversarial_weight: float = 1e-3
@@ -98,6 +102,10 @@ class Recipe:
             raise SrkitError(f"recipe: init_from {self.init_from} is not a file")
         if self.init_exclude and not self.init_from:
             raise SrkitError("recipe: init_exclude needs init_from")
+        if self.revive_dead and not self.init_from:
+            raise SrkitError("recipe: revive_dead needs init_from (a fresh network has no dead channels to revive)")
+        if self.revive_dead and not any(isinstance(m, nn.ReLU) for m in getattr(model, "body", ())):
+            raise SrkitError(f"recipe: revive_dead needs a body of convolutions and ReLUs, which {self.model} lacks")
         unknown = set(self.init_exclude) - set(model.state_dict())
         if unknown:
             raise SrkitError(f"recipe: init_exclude names no parameter of {self.model}: {', '.join(sorted(unknown))}")

@@ -201,6 +201,14 @@ class Trainer:
         self.state = Progress(**state["progress"])
         torch.set_rng_state(state["rng"].cpu())
 
+    def _revive_dead(self) -> None:
+        """Revive the dead ReLU channels of the warm-started network, found on 16 batches that training never
+        draws (those of the steps after the last)."""
+        fresh = models.build(self.recipe.model, self.recipe.scale, **self.recipe.model_options).to(self.device)
+        batches = [self._batch(self.recipe.steps + k)[0] for k in range(16)]
+        for line in revive_dead(self.model, fresh, batches):
+            log.info("revive_dead: %s", line)
+
     # -- one step ----------------------------------------------------------------------------------------
 
     def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,6 +274,8 @@ class Trainer:
             self.load_checkpoint()
         elif self.checkpoint_path.exists():
             raise SrkitError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        elif recipe.revive_dead:
+            self._revive_dead()
         self._saved_step = self.state.step
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -390,6 +400,41 @@ def plot_curves(log_csv: Path, png: Path) -> None:
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+@torch.no_grad()
+def revive_dead(model: nn.Module, fresh: nn.Module, batches: list[torch.Tensor]) -> list[str]:
+    """ReDo: each ReLU channel of `model.body` that fires on no pixel of `batches` takes its incoming weights from
+    `fresh` (a newly initialised network of the same build), and its outgoing weights are zeroed, so that the output
+    is unchanged and the gradient that reaches those outgoing weights brings the channel back. One line per layer."""
+    layers, new = list(model.body), list(fresh.body)
+    relus = [i for i, m in enumerate(layers) if isinstance(m, nn.ReLU)]
+    fired = dict.fromkeys(relus, 0)
+
+    def count(i: int):
+        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            fired[i] = fired[i] + (output > 0).sum((0, 2, 3))
+
+        return hook
+
+    hooks = [layers[i].register_forward_hook(count(i)) for i in relus]
+    try:
+        for x in batches:
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    lines = []
+    for i in relus:
+        dead = (fired[i] == 0).nonzero().flatten()
+        before = max(j for j in range(i) if isinstance(layers[j], nn.Conv2d))
+        after = next(j for j in range(i + 1, len(layers)) if isinstance(layers[j], nn.Conv2d))
+        layers[before].weight[dead] = new[before].weight[dead]
+        if layers[before].bias is not None:
+            layers[before].bias[dead] = new[before].bias[dead]
+        layers[after].weight[:, dead] = 0
+        lines.append(f"body.{i}: {len(dead)} of {len(fired[i])} channels fired on none of the sampled pixels")
+    return lines
 
 
 def _warm_start(model: nn.Module, path: str, exclude: tuple[str, ...]) -> None:
