@@ -49,7 +49,7 @@ def test_every_recipe_trains_a_few_steps(path, root, tmp_path):
     overrides = dict(FAST)
     if "init_from" in path.read_text():
         warm = tmp_path / "warm.safetensors"
-        recipe = load_recipe(path, {**overrides, "init_from": "", "init_exclude": []})
+        recipe = load_recipe(path, {**overrides, "init_from": "", "init_exclude": [], "revive_dead": False})
         save_weights(build(recipe.model, recipe.scale, **recipe.model_options), warm, recipe.model_options)
         overrides["init_from"] = str(warm)
     recipe = load_recipe(path, overrides)
