@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -339,6 +340,27 @@ def test_page_upscales_compares_downloads_and_reports_bad_files(browser, tmp_pat
         page.click("#run")
         size = -(-(300_000 + len(png(hr))) // 1000)  # the image and the ground truth, in KB rounded up
         expect(page.locator("#error")).to_have_text(f"the upload is {size} KB; this server takes at most 200 KB")
+
+
+def test_page_keeps_a_file_chosen_and_a_click_made_before_it_is_ready(browser, tmp_path, monkeypatch):
+    """The script sets the page up once /api/config answers: a file chosen before then is kept, and Run waits."""
+    from playwright.sync_api import expect
+
+    answer = web_app.config
+
+    async def slow_config(request):
+        await asyncio.sleep(1)
+        return await answer(request)
+
+    monkeypatch.setattr(web_app, "config", slow_config)
+    (tmp_path / "photo.png").write_bytes(png(photo(10, 10)))
+    with background(LIMITS) as url:
+        page = browser.new_page()
+        page.goto(url)
+        page.set_input_files("#image", tmp_path / "photo.png")
+        expect(page.locator("#run")).to_be_disabled()
+        page.click("#run")  # Playwright's click waits for the button to be enabled
+        expect(page.locator("#status")).to_contain_text("Done", timeout=20_000)
 
 
 def test_page_shows_that_a_job_waits_in_line(browser, tmp_path, held):

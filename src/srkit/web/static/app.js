@@ -25,6 +25,7 @@ async function init() {
     page.centre = [(event.clientX - rect.left) * factor, (event.clientY - rect.top) * factor];
     drawCrops();
   });
+  $("run").disabled = false; // the button is disabled in the HTML until the page can run a job
 }
 
 function buildScales() {
@@ -70,6 +71,7 @@ function acceptFiles(kind) {
     $(`${kind}-name`).textContent = file ? `${file.name} (${byteSize(file.size)})` : "";
   };
   $(kind).addEventListener("change", () => choose($(kind).files[0] || null));
+  if ($(kind).files.length) choose($(kind).files[0]); // chosen before this script was ready
   zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
   zone.addEventListener("drop", (event) => {
