@@ -180,15 +180,18 @@ def test_sigterm_leaves_a_loadable_checkpoint_and_resumes(root, tmp_path):
 
 
 def test_two_process_gloo_ddp_run(root, tmp_path):
+    warm = tmp_path / "warm.safetensors"
+    save_weights(build("espcn", 2, activation="relu"), warm, {"activation": "relu"})
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
-        "model: espcn\nscale: 2\npatch_size: 16\ntrain_sets: [T91]\nsteps: 4\nbatch_size: 2\n"
-        "val_every: 4\ncheckpoint_every: 4\nthreads: 1\n"
+        "model: espcn\nmodel_options: {activation: relu}\nscale: 2\npatch_size: 16\ntrain_sets: [T91]\nsteps: 4\n"
+        f"batch_size: 2\nval_every: 4\ncheckpoint_every: 4\nthreads: 1\ninit_from: {warm}\nrevive_dead: true\n"
     )
     launcher = ["-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
     cmd = [sys.executable, *launcher, *_train_args(recipe, tmp_path / "run", root)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stderr.count("revive_dead: body.") == 2  # rank 0's two ReLU layers, then its network on both ranks
     assert _final_state(tmp_path / "run")["progress"]["step"] == 4
 
 

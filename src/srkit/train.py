@@ -206,8 +206,13 @@ class Trainer:
         draws (those of the steps after the last)."""
         fresh = models.build(self.recipe.model, self.recipe.scale, **self.recipe.model_options).to(self.device)
         batches = [self._batch(self.recipe.steps + k)[0] for k in range(16)]
-        for line in revive_dead(self.model, fresh, batches):
-            log.info("revive_dead: %s", line)
+        lines = revive_dead(self.model, fresh, batches)
+        if self.world > 1:  # each process sampled batches of its own: all take the network of rank 0
+            for tensor in self.model.state_dict().values():
+                dist.broadcast(tensor, 0)
+        if self.rank == 0:
+            for line in lines:
+                log.info("revive_dead: %s", line)
 
     # -- one step ----------------------------------------------------------------------------------------
 
