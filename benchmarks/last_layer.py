@@ -33,8 +33,6 @@ BATCH, KEEP = 64, 8  # crops of 96x96 a batch; one in KEEP of their pixels is fi
 def refit(model: nn.Module, samples: TrainSet, batches: int) -> tuple[nn.Module, list[float]]:
     """A copy of `model` with the least-squares last layer, and the training MSE of both, as trained and refitted."""
     *features, last = model.body
-    if not isinstance(last, nn.Conv2d) or last.out_channels != 1:
-        raise SrkitError(f"{model.info.name}: the last layer is not a one-channel convolution")
     features, k = nn.Sequential(*features), last.kernel_size[0]
     dim = last.in_channels * k * k + 1
     gram = torch.zeros(dim, dim, dtype=torch.float64)
@@ -71,10 +69,15 @@ def main() -> None:
     parser.add_argument("--downscale-augment", type=float, nargs="*", default=[0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
     args = parser.parse_args()
 
-    root = data_root(args.data_root)
-    model = load_weights(args.weights).eval()
+    try:
+        root = data_root(args.data_root)
+        model = load_weights(args.weights).eval()
+        if model.info.channels != "y" or not isinstance(model.body[-1], nn.Conv2d):
+            raise SrkitError(f"{args.weights}: {model.info.name} does not end in a convolution on Y, as SRCNN does")
+        files = training_files(tuple(args.train_sets), root)
+    except SrkitError as error:  # not a weights file, not an SRCNN-like network, no data
+        parser.error(str(error))
     scale = model.info.scale
-    files = training_files(tuple(args.train_sets), root)
     samples = TrainSet(files, (scale,), "y", model.info.upsampled_input, 96, tuple(args.downscale_augment))
     fitted, mse = refit(model, samples, args.batches)
     print("training MSE as trained / least squares: {:.4e} / {:.4e} ({:.4f} / {:.4f} dB)".format(
