@@ -49,7 +49,8 @@ def test_every_recipe_trains_a_few_steps(path, root, tmp_path):
     overrides = dict(FAST)
     if "init_from" in path.read_text():
         warm = tmp_path / "warm.safetensors"
-        recipe = load_recipe(path, {**overrides, "init_from": "", "init_exclude": [], "revive_dead": False})
+        fresh = {"init_from": "", "init_exclude": [], "revive_dead": False, "revive_threshold": 0.0}
+        recipe = load_recipe(path, {**overrides, **fresh})
         save_weights(build(recipe.model, recipe.scale, **recipe.model_options), warm, recipe.model_options)
         overrides["init_from"] = str(warm)
     recipe = load_recipe(path, overrides)
@@ -283,3 +284,20 @@ def test_revive_dead_runs_once_from_the_recipe(root, tmp_path, caplog):
         _recipe(model="srcnn", revive_dead=True)
     with pytest.raises(SrkitError, match="revive_dead needs a body of convolutions and ReLUs, which fsrcnn lacks"):
         _recipe(model="fsrcnn", init_from=str(warm), revive_dead=True)
+
+
+def test_revive_threshold_also_takes_channels_that_barely_fire():
+    torch.manual_seed(0)
+    model, fresh = build("srcnn", 2, init="he"), build("srcnn", 2, init="he")
+    x = torch.rand(2, 1, 24, 24)
+    with torch.no_grad():
+        model.body[2].weight[[4, 7]] *= 1e-5  # two second-layer channels at a hundred-thousandth of their output
+        model.body[2].bias[[4, 7]] *= 1e-5
+    lines = revive_dead(model, fresh, [x])
+    assert lines[1] == "body.3: 0 of 32 channels fired on none of the sampled pixels"
+    lines = revive_dead(model, fresh, [x], threshold=0.001)
+    assert lines[1] == "body.3: 2 of 32 channels at most 0.001 of their layer's mean"
+    torch.testing.assert_close(model.body[2].weight[[4, 7]], fresh.body[2].weight[[4, 7]])
+    assert not model.body[4].weight[:, [4, 7]].any()
+    with pytest.raises(SrkitError, match="revive_threshold needs revive_dead: true"):
+        _recipe(revive_threshold=0.1)

@@ -57,6 +57,9 @@ class Recipe:
     # ReDo (Sokar et al., ICML 2023): before the first step, every ReLU channel of init_from that fires on no pixel of
     # a sample of training crops gets fresh incoming weights and zero outgoing ones, so that it learns again
     revive_dead: bool = False
+    # ReDo's dormancy threshold tau: revive_dead also takes a channel whose mean output is at most tau times its
+    # layer's mean (the paper uses 0.025 and 0.1); 0 takes only the channels that never fire
+    revive_threshold: float = 0.0
     # SRGAN: an adversarial term against this discriminator, with its own optimiser
     discriminator: str = ""  # "srgan-discriminator" turns it on
     adversarial_weight: float = 1e-3
@@ -102,6 +105,10 @@ class Recipe:
             raise SrkitError(f"recipe: init_from {self.init_from} is not a file")
         if self.init_exclude and not self.init_from:
             raise SrkitError("recipe: init_exclude needs init_from")
+        if self.revive_threshold and not self.revive_dead:
+            raise SrkitError("recipe: revive_threshold needs revive_dead: true")
+        if not 0 <= self.revive_threshold < 1:
+            raise SrkitError(f"recipe: revive_threshold must be in [0, 1), got {self.revive_threshold}")
         if self.revive_dead and not self.init_from:
             raise SrkitError("recipe: revive_dead needs init_from (a fresh network has no dead channels to revive)")
         if self.revive_dead and not any(isinstance(m, nn.ReLU) for m in getattr(model, "body", ())):

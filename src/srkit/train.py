@@ -206,7 +206,7 @@ class Trainer:
         draws (those of the steps after the last)."""
         fresh = models.build(self.recipe.model, self.recipe.scale, **self.recipe.model_options).to(self.device)
         batches = [self._batch(self.recipe.steps + k)[0] for k in range(16)]
-        lines = revive_dead(self.model, fresh, batches)
+        lines = revive_dead(self.model, fresh, batches, self.recipe.revive_threshold)
         if self.world > 1:  # each process sampled batches of its own: all take the network of rank 0
             for tensor in self.model.state_dict().values():
                 dist.broadcast(tensor, 0)
@@ -408,17 +408,18 @@ def plot_curves(log_csv: Path, png: Path) -> None:
 
 
 @torch.no_grad()
-def revive_dead(model: nn.Module, fresh: nn.Module, batches: list[torch.Tensor]) -> list[str]:
-    """ReDo: each ReLU channel of `model.body` that fires on no pixel of `batches` takes its incoming weights from
-    `fresh` (a newly initialised network of the same build), and its outgoing weights are zeroed, so that the output
-    is unchanged and the gradient that reaches those outgoing weights brings the channel back. One line per layer."""
+def revive_dead(model: nn.Module, fresh: nn.Module, batches: list[torch.Tensor], threshold: float = 0.0) -> list[str]:
+    """ReDo: each ReLU channel of `model.body` whose mean output on `batches` is at most `threshold` times its layer's
+    mean (at 0: that fires on no pixel) takes its incoming weights from `fresh` (a newly initialised network of the
+    same build), and its outgoing weights are zeroed, so that the gradient that reaches them brings the channel back.
+    A channel that never fired leaves the output as it was. One line per layer."""
     layers, new = list(model.body), list(fresh.body)
     relus = [i for i, m in enumerate(layers) if isinstance(m, nn.ReLU)]
-    fired = dict.fromkeys(relus, 0)
+    total = dict.fromkeys(relus, 0)
 
     def count(i: int):
         def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            fired[i] = fired[i] + (output > 0).sum((0, 2, 3))
+            total[i] = total[i] + output.double().sum((0, 2, 3))
 
         return hook
 
@@ -431,14 +432,15 @@ def revive_dead(model: nn.Module, fresh: nn.Module, batches: list[torch.Tensor])
             hook.remove()
     lines = []
     for i in relus:
-        dead = (fired[i] == 0).nonzero().flatten()
+        dead = (total[i] <= threshold * total[i].mean()).nonzero().flatten()
         before = max(j for j in range(i) if isinstance(layers[j], nn.Conv2d))
         after = next(j for j in range(i + 1, len(layers)) if isinstance(layers[j], nn.Conv2d))
         layers[before].weight[dead] = new[before].weight[dead]
         if layers[before].bias is not None:
             layers[before].bias[dead] = new[before].bias[dead]
         layers[after].weight[:, dead] = 0
-        lines.append(f"body.{i}: {len(dead)} of {len(fired[i])} channels fired on none of the sampled pixels")
+        what = f"at most {threshold:g} of their layer's mean" if threshold else "fired on none of the sampled pixels"
+        lines.append(f"body.{i}: {len(dead)} of {len(total[i])} channels {what}")
     return lines
 
 
