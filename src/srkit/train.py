@@ -202,8 +202,8 @@ class Trainer:
         torch.set_rng_state(state["rng"].cpu())
 
     def _revive_dead(self) -> None:
-        """Revive the dead ReLU channels of the warm-started network, found on 16 batches that training never
-        draws (those of the steps after the last)."""
+        """Revive the dead (or, with revive_threshold, dormant) ReLU channels of the warm-started network, found on 16
+        batches that training never draws (those of the steps after the last)."""
         fresh = models.build(self.recipe.model, self.recipe.scale, **self.recipe.model_options).to(self.device)
         batches = [self._batch(self.recipe.steps + k)[0] for k in range(16)]
         lines = revive_dead(self.model, fresh, batches, self.recipe.revive_threshold)
