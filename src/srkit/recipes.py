@@ -58,7 +58,7 @@ class Recipe:
     # a sample of training crops gets fresh incoming weights and zero outgoing ones, so that it learns again
     revive_dead: bool = False
     # ReDo's dormancy threshold tau: revive_dead also takes a channel whose mean output is at most tau times its
-    # layer's mean (the paper uses 0.025 and 0.1); 0 takes only the channels that never fire
+    # layer's mean; 0 takes only the channels that never fire
     revive_threshold: float = 0.0
     # SRGAN: an adversarial term against this discriminator, with its own optimiser
     discriminator: str = ""  # "srgan-discriminator" turns it on
