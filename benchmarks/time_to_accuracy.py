@@ -17,9 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu
-
 from srkit.data import data_root
+from srkit.machine import cpu
 from srkit.recipes import load_recipe, parse_overrides
 from srkit.train import Trainer
 

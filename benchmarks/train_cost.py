@@ -17,10 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu
-
 from srkit.data import data_root
 from srkit.files import write_csv
+from srkit.machine import cpu
 from srkit.recipes import load_recipe
 from srkit.train import Trainer
 

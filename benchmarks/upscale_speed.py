@@ -30,12 +30,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from machine import cpu
 
 from srkit import Upscaler
 from srkit.files import write_csv
 from srkit.imaging.color import rgb_to_ycbcr, ycbcr_to_rgb
 from srkit.imaging.resize import imresize
+from srkit.machine import cpu
 from srkit.metrics import psnr
 from srkit.models import build, describe
 

@@ -32,6 +32,7 @@ from srkit import models
 from srkit.data import TrainSet, benchmark, training_files
 from srkit.errors import SrkitError
 from srkit.files import atomic_path, write_text
+from srkit.machine import cpu
 from srkit.metrics import psnr
 from srkit.recipes import Recipe
 from srkit.upscale import from_range, sr_for_metrics, to_range
@@ -43,7 +44,8 @@ log = logging.getLogger(__name__)
 # cosine or linear decay, which is fitted to `steps`, changes its course from the resumed step on), or, for amp,
 # only its rounding (a bf16 run can go on in float32 on a CPU without bf16 arithmetic, and the other way round).
 RESUMABLE_CHANGES = {"steps", "val_every", "checkpoint_every", "log_every", "threads", "amp"}
-LOG_FIELDS = ["step", "elapsed_s", "lr", "loss", "steps_per_s", "val_psnr"]
+# cpu and amp say which machine and precision trained the steps up to each logged row (runs go on across machines)
+LOG_FIELDS = ["step", "elapsed_s", "lr", "loss", "steps_per_s", "val_psnr", "cpu", "amp"]
 
 
 @dataclass
@@ -115,6 +117,7 @@ class Trainer:
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[recipe.amp]
         if recipe.threads:
             torch.set_num_threads(recipe.threads)
+        self.device_name = _device_name(self.device)
 
         torch.manual_seed(recipe.seed)
         self.model = models.build(recipe.model, recipe.scale, **recipe.model_options)
@@ -322,6 +325,8 @@ class Trainer:
                 "loss": f"{np.mean(self._losses):.6g}",
                 "lr": f"{self.optimizer.param_groups[0]['lr']:.3g}",
                 "steps_per_s": f"{(done - step0) / max(self.state.elapsed - elapsed0, 1e-9):.2f}",
+                "cpu": self.device_name,
+                "amp": self.recipe.amp,
             }
             self._losses, self._last_log = [], (done, self.state.elapsed)
             self.bar.set_postfix(loss=row["loss"], best_psnr=f"{self.state.best_psnr:.2f}")
@@ -467,6 +472,13 @@ def _init_distributed(device: str) -> tuple[int, int]:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group("nccl" if device == "cuda" else "gloo")
     return dist.get_rank(), world
+
+
+def _device_name(device: torch.device) -> str:
+    """What trains the steps, for the run's log: the CPU model and its vector units, or the GPU's name."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "Apple GPU (mps)" if device.type == "mps" else cpu()
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
