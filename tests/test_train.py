@@ -97,6 +97,18 @@ def test_schedules_decay_from_lr_to_min_lr():
     assert factors["cosine"][8] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + np.cos(0.8 * np.pi)))
 
 
+def test_decay_steps_hold_the_rate_then_decay_linearly_to_min_lr():
+    recipe = _recipe(steps=20, lr=1e-2, min_lr=1e-4, decay_steps=10)
+    factors = [_lr_factor(recipe, step) for step in range(21)]
+    assert factors[:11] == [1.0] * 11
+    assert factors[15] == pytest.approx(1 - 0.99 * 0.5)
+    assert factors[20] == pytest.approx(0.01)
+    longer = _recipe(steps=30, lr=1e-2, min_lr=1e-4, decay_steps=10)  # lengthened on resume: still flat at 15
+    assert _lr_factor(longer, 15) == 1.0
+    with pytest.raises(SrkitError, match="decay_steps"):
+        _recipe(steps=20, schedule="cosine", decay_steps=10).check()
+
+
 def test_bf16_autocast_on_the_cpu(root, tmp_path):
     runs = {}
     for amp in ("none", "bf16"):

@@ -111,3 +111,14 @@ def test_cli_evaluates_a_zoo_model(capsys: pytest.CaptureFixture[str], datasets:
     assert "Set5" in capsys.readouterr().out
     assert main(["eval", "--model", zoo.default_id(), "--scale", "2", "--data-root", str(datasets)]) == 1
     assert "not by 2" in capsys.readouterr().err
+
+
+def test_a_multi_scale_weight_takes_only_the_scales_it_was_trained_for(tmp_path: Path, capsys) -> None:
+    model = models.build("vdsr", 3, depth=3, num_features=4)
+    zoo.save_weights(model, tmp_path / "vdsr.safetensors", {"depth": 3, "num_features": 4}, scales=(2, 3))
+    upscaler = srkit.load(tmp_path / "vdsr.safetensors", scale=2)
+    assert upscaler.upscale(np.zeros((5, 6), np.float32)).shape == (10, 12)
+    with pytest.raises(SrkitError, match="vdsr upscales by 2 or 3, not by 4"):
+        srkit.load(tmp_path / "vdsr.safetensors", scale=4)
+    assert main(["eval", "--weights", str(tmp_path / "vdsr.safetensors"), "--scale", "4", "--dataset", "Set5"]) == 1
+    assert "upscales by 2 or 3, not by 4" in capsys.readouterr().err

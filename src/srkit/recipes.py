@@ -45,7 +45,10 @@ class Recipe:
     schedule: Literal["constant", "step", "cosine", "linear"] = "constant"
     milestones: tuple[int, ...] = ()  # step schedule: lr *= gamma at each of these steps
     gamma: float = 0.1
-    min_lr: float = 0.0  # cosine and linear schedules: the rate at the last step
+    min_lr: float = 0.0  # cosine and linear schedules, and decay_steps: the rate at the last step
+    # A linear decay to min_lr over the last decay_steps after a constant rate (warmup-stable-decay): unlike a cosine
+    # fitted to `steps`, the run can be lengthened on --resume at any step before the decay starts
+    decay_steps: int = 0
     warmup_steps: int = 0
     clip_theta: float = 0.0  # VDSR's adjustable clipping: gradients to [-theta/lr, theta/lr]; 0 = off
     # Mixed precision of the forward pass: bf16 autocast on the CPU (fast where the CPU has AVX512-BF16 or AMX, far
@@ -95,6 +98,8 @@ class Recipe:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SrkitError(f"recipe: {name} must be positive, got {getattr(self, name)}")
+        if self.decay_steps and (self.schedule != "constant" or not 0 < self.decay_steps <= self.steps):
+            raise SrkitError("recipe: decay_steps needs schedule: constant and 0 < decay_steps <= steps")
         if self.lr <= 0:
             raise SrkitError(f"recipe: lr must be positive, got {self.lr}")
         if self.loss.startswith("vgg") and not self.vgg_weights:

@@ -82,6 +82,9 @@ def _lr_factor(recipe: Recipe, step: int) -> float:
         floor = recipe.min_lr / recipe.lr
         decay = 0.5 * (1 + math.cos(math.pi * t)) if recipe.schedule == "cosine" else 1 - t
         return floor + (1 - floor) * decay
+    if recipe.decay_steps:
+        t = min(max((step - (recipe.steps - recipe.decay_steps)) / recipe.decay_steps, 0.0), 1.0)
+        return 1 - (1 - recipe.min_lr / recipe.lr) * t
     return 1.0
 
 
@@ -339,13 +342,16 @@ class Trainer:
                     self.model,
                     self.out / "best.safetensors",
                     recipe.model_options,
+                    recipe.train_scales,
                     val_psnr=f"{value:.4f}",
                     val_set=recipe.val_set,
                     step=str(done),
                 )
             self.bar.set_postfix(loss=row.get("loss", "-"), psnr=f"{value:.2f}", best=f"{self.state.best_psnr:.2f}")
         if self.rank == 0 and last:  # what the zoo ships: chosen by the schedule, not by a test set's PSNR
-            save_weights(self.model, self.out / "final.safetensors", recipe.model_options, step=str(done))
+            save_weights(
+                self.model, self.out / "final.safetensors", recipe.model_options, recipe.train_scales, step=str(done)
+            )
         if self.logger and len(row) > 2:
             self.logger.write(row)
         if done % recipe.checkpoint_every == 0 or last or force_checkpoint:

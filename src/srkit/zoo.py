@@ -9,6 +9,7 @@ A weights file also describes itself (model name, scale and build options in its
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -125,12 +126,18 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def save_weights(model: nn.Module, path: str | Path, options: dict[str, Any], **extra: str) -> None:
-    """Write `model`'s weights with the metadata `load_weights` needs (model name, scale, build options)."""
+def save_weights(
+    model: nn.Module, path: str | Path, options: dict[str, Any], scales: tuple[int, ...] = (), **extra: str
+) -> None:
+    """Write `model`'s weights with the metadata `load_weights` needs (model name, scale, build options).
+
+    `scales`: those it was trained for, where the network could take more (a VDSR trained on x2 and x3 only).
+    """
     metadata = {
         "srkit.model": model.info.name,
         "srkit.scale": str(model.info.scale),
         "srkit.options": json.dumps(options, sort_keys=True),
+        **({"srkit.scales": ",".join(map(str, scales))} if scales else {}),
         **{f"srkit.{k}": v for k, v in extra.items()},
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -162,4 +169,8 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> nn.Mod
     except RuntimeError as error:
         reason = str(error).splitlines()[0]
         raise SrkitError(f"{path}: weights do not fit {metadata['srkit.model']}: {reason}") from None
+    if "srkit.scales" in metadata:  # asked for another scale, the upscaler says which it was trained for
+        trained = tuple(int(s) for s in metadata["srkit.scales"].split(","))
+        scale = model.info.scale if model.info.scale in trained else trained[0]
+        model.info = dataclasses.replace(model.info, scale=scale, scales=trained)
     return model.to(device).eval()
