@@ -5,7 +5,8 @@ import pytest
 
 from srkit import psnr, ssim
 from srkit.errors import SrkitError
-from srkit.metrics import SSIM_K1
+from srkit.imaging.resize import imresize
+from srkit.metrics import SSIM_K1, high_frequency_ratio, high_frequency_share
 
 
 def test_psnr_known_value_and_identity():
@@ -61,3 +62,23 @@ def test_bad_shapes_are_user_errors():
         psnr(np.zeros((8, 8), np.uint8), np.zeros((8, 9), np.uint8), scale=2)
     with pytest.raises(SrkitError):
         ssim(np.zeros((12, 12), np.uint8), np.zeros((12, 12), np.uint8), scale=2)
+
+
+def test_high_frequency_share_of_pure_tones():
+    n = 64
+    x = np.arange(n)
+    low = np.tile(np.sin(2 * np.pi * 0.1 * x), (n, 1))  # 0.1 cycles/pixel: below the cut
+    high = np.tile(np.sin(2 * np.pi * 0.4 * x), (n, 1))
+    assert high_frequency_share(low) < 0.01
+    assert high_frequency_share(high) > 0.99
+    assert high_frequency_share(low + high) == pytest.approx(0.5, abs=0.02)
+
+
+def test_high_frequency_ratio_is_one_for_hr_and_under_one_for_bicubic():
+    rng = np.random.default_rng(0)
+    hr = (rng.random((96, 96, 3)) * 255).astype(np.uint8)
+    assert high_frequency_ratio(hr, hr, scale=4) == pytest.approx(1.0)
+    bicubic = imresize(imresize(hr, scale=1 / 4), scale=4)
+    assert high_frequency_ratio(bicubic, hr, scale=4) < 0.1
+    with pytest.raises(SrkitError, match="no power"):
+        high_frequency_ratio(hr, np.full_like(hr, 7), scale=4)

@@ -5,6 +5,10 @@ MATLAB's `rgb2ycbcr` on doubles (unrounded, as the EDSR/RCAN evaluation code doe
 is its own Y), `scale` pixels are shaved from every border,
 and SSIM is Wang et al.'s MATLAB `ssim_index`: an 11x11 Gaussian window with sigma 1.5, K1 = 0.01,
 K2 = 0.03, on Y in [0, 255], over the 'valid' region.
+
+`high_frequency_ratio` judges texture without a pretrained network (no VGG or LPIPS here): the share of Y's power
+above a quarter of the sampling rate in the SR image, relative to the HR image's. A blurry result sits well
+under 1, one that restores (or invents) texture comes closer to it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from srkit.imaging.color import y_channel
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
+HIGH_FREQUENCY = 0.25  # cycles per pixel: half of Nyquist, and twice the LR image's Nyquist at x4
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -76,3 +81,28 @@ def ssim(sr: np.ndarray, hr: np.ndarray, scale: int, shave: int | None = None) -
     c1, c2 = (SSIM_K1 * 255) ** 2, (SSIM_K2 * 255) ** 2
     ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return float(ssim_map.mean())
+
+
+def high_frequency_share(y: np.ndarray, cutoff: float = HIGH_FREQUENCY) -> float:
+    """The share of an image's power (DC aside) at radial frequencies above `cutoff` cycles per pixel.
+
+    The image is Hann-windowed first, so that the jump between opposite borders of the periodic FFT adds no
+    spurious high frequencies.
+    """
+    y = np.asarray(y, np.float64)
+    if np.ptp(y) == 0:
+        return 0.0
+    window = np.outer(np.hanning(y.shape[0]), np.hanning(y.shape[1]))
+    power = np.abs(np.fft.fft2((y - y.mean()) * window)) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(y.shape[0]), np.fft.fftfreq(y.shape[1]), indexing="ij")
+    radius = np.hypot(fy, fx)
+    return float(power[radius > cutoff].sum() / power[radius > 0].sum())
+
+
+def high_frequency_ratio(sr: np.ndarray, hr: np.ndarray, scale: int, shave: int | None = None) -> float:
+    """SR's high-frequency share of power over HR's, on Y with the protocol's rounding and border shave."""
+    y_sr, y_hr = _prepare(sr, hr, scale if shave is None else shave)
+    reference = high_frequency_share(y_hr)
+    if reference == 0:
+        raise SrkitError("the HR image has no power above a quarter of the sampling rate (a flat image?)")
+    return high_frequency_share(y_sr) / reference
