@@ -3,8 +3,8 @@
 ESPCN, FSRCNN and FSRCNN-small (the peer's files in ../shared/peers/opencv_dnn_superres) at x2, x3 and x4, and plain
 bicubic (OpenCV) as a floor, interleaved round by round (this CPU's speed swings ~2x within seconds); medians and the
 interquartile range. OpenCV runs in a process of its own, as a user gets it: srkit's Upscaler sets glibc's
-allocator to keep freed buffers (see srkit.upscale._keep_freed_memory), which speeds OpenCV up as well when it runs
-in srkit's process (`--same-process`, written to upscale_speed_same_process.csv). srkit runs the same networks
+allocator to keep freed buffers (see srkit.upscale.runtime.keep_freed_memory), which speeds OpenCV up as well when it
+runs in srkit's process (`--same-process`, written to upscale_speed_same_process.csv). srkit runs the same networks
 through `srkit.Upscaler` (Y with the network, Cb/Cr bicubic) with random weights: the cost does not depend on the
 values. OpenCV's ESPCN files have ReLU hidden layers and a tanh on the output where srkit's `espcn` has the paper's
 tanh hidden layers: "espcn" is built like the files, and "espcn-paper" (srkit's zoo network) is timed beside it

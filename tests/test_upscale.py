@@ -19,7 +19,8 @@ from srkit import Upscaler, models, zoo
 from srkit.cli import main
 from srkit.errors import SrkitError
 from srkit.imaging.io import read_image, write_png
-from srkit.upscale import _PixelShuffle, _subpixel, plan, super_resolve
+from srkit.upscale import plan, super_resolve
+from srkit.upscale.runtime import _PixelShuffle, _subpixel
 from srkit.zoo import save_weights
 
 # Small configurations of every model kind: LR-input Y (FSRCNN's deconvolution reaches further on one side),
@@ -93,7 +94,8 @@ def test_tiled_equals_untiled_exactly(kind):
 
 @pytest.mark.parametrize("kind", ["espcn", "espcn-centred", "espcn-replicate", "fsrcnn", "srcnn", "srcnn-replicate"])
 def test_tiled_equals_untiled_with_two_threads(kind):
-    """oneDNN's deconvolution, one-channel and fused-tanh convolutions round differently per size; see _prepare."""
+    """oneDNN's deconvolution, one-channel and fused-tanh convolutions round differently per size; see
+    srkit.upscale.runtime.prepare."""
     torch.set_num_threads(2)
     model = build(kind)
     image = photo(16, 18, 1)

@@ -104,14 +104,7 @@ def _optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
 class Trainer:
     """Builds everything a recipe asks for and runs it; `run()` returns the best validation PSNR."""
 
-    def __init__(
-        self,
-        recipe: Recipe,
-        out: Path,
-        data_root: Path,
-        device: str = "cpu",
-        progress: bool = True,
-    ) -> None:
+    def __init__(self, recipe: Recipe, out: Path, data_root: Path, device: str = "cpu", progress: bool = True) -> None:
         self.recipe, self.out, self.progress = recipe, Path(out), progress
         self.rank, self.world = _init_distributed(device)
         self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if device == "cuda" else device)

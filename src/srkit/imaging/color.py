@@ -26,7 +26,7 @@ OFFSET01 = _OFFSET / 255.0
 INVERSE = np.linalg.inv(FORWARD)
 # MKL's AVX-512 matrix product rounds a row's last columns (past its last whole block of 32 floats) differently from
 # the others: rows padded with zeros to multiples of this many floats are computed alike at every size, so that a
-# tile's pixels equal the whole image's (here and in srkit.upscale's bicubic).
+# tile's pixels equal the whole image's (here and in srkit.upscale.runtime's bicubic).
 ROW_BLOCK = 64
 
 

@@ -8,20 +8,26 @@ the output container can hold its codec, and re-encoded to AAC otherwise.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import av
+import numpy as np
 from tqdm import tqdm
 
 from srkit.errors import SrkitError
 from srkit.imaging.io import IMAGE_SUFFIXES
 
-if TYPE_CHECKING:
-    from srkit.upscale import Upscaler
-
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")
 VIDEO_CODEC = "libx264"
 PIXEL_FORMAT = "yuv420p"  # what every player decodes; it halves the chroma, so width and height must be even
+
+
+class FrameUpscaler(Protocol):
+    """What a video needs of an upscaler (`srkit.Upscaler` is one): imaging does not depend on the upscaling."""
+
+    scale: int
+
+    def upscale_array(self, pixels: np.ndarray) -> np.ndarray: ...
 
 
 def is_video(path: str | Path) -> bool:
@@ -39,7 +45,7 @@ def is_video(path: str | Path) -> bool:
         return False
 
 
-def upscale_video(upscaler: Upscaler, source: str | Path, target: str | Path, progress: bool = True) -> None:
+def upscale_video(upscaler: FrameUpscaler, source: str | Path, target: str | Path, progress: bool = True) -> None:
     """Upscale every frame of `source` into `target` (H.264, the same frame rate, the audio kept)."""
     try:
         with av.open(str(source)) as src, _open_output(target) as dst:
@@ -58,7 +64,7 @@ def _open_output(path: str | Path) -> av.container.OutputContainer:
 
 
 def _transcode(
-    upscaler: Upscaler, src: av.container.InputContainer, dst: av.container.OutputContainer, progress: bool
+    upscaler: FrameUpscaler, src: av.container.InputContainer, dst: av.container.OutputContainer, progress: bool
 ) -> None:
     if not src.streams.video:
         raise SrkitError("no video stream")
