@@ -474,10 +474,8 @@ def _init_distributed(device: str) -> tuple[int, int]:
 
 
 def _device_name(device: torch.device) -> str:
-    """What trains the steps, for the run's log: the CPU model and its vector units, or the GPU's name."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return "Apple GPU (mps)" if device.type == "mps" else cpu()
+    """What trains the steps, for the run's log: the GPU's name, or the CPU (an Apple chip's, for mps)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu()
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
