@@ -48,6 +48,10 @@ PAPER_ROWS = {
     ("fsrcnn", "Set14"): (32.63, 29.37, 27.61),
     ("fsrcnn", "BSD100"): (31.53, 28.53, 26.98),
     ("fsrcnn", "Urban100"): (29.88, 26.43, 24.62),
+    ("vdsr", "Set5"): (37.53, 33.66, 31.35),
+    ("vdsr", "Set14"): (33.03, 29.77, 28.01),
+    ("vdsr", "BSD100"): (31.90, 28.82, 27.29),
+    ("vdsr", "Urban100"): (30.76, 27.14, 25.18),
 }
 PAPER = {
     **{(m, d, s): v for (m, d), row in PAPER_ROWS.items() for s, v in zip((2, 3, 4), row, strict=True)},
@@ -71,6 +75,7 @@ def add(source: Path, name: str, recipe: str, trained_on: str) -> None:
     steps = int(metadata["srkit.step"])
     log = {int(row["step"]): row for row in csv.DictReader((source.parent / "log.csv").open())}
     hours = float(log[steps]["elapsed_s"]) / 3600
+    trained_on = trained_on or machines(list(log.values()))
     target = PACKAGE / "weights" / f"{name}.safetensors"
     target.parent.mkdir(exist_ok=True)
     shutil.copyfile(source, target)
@@ -91,6 +96,24 @@ def add(source: Path, name: str, recipe: str, trained_on: str) -> None:
     write_records({**zoo.records(), name: record})
     GOLDEN.mkdir(parents=True, exist_ok=True)
     np.save(GOLDEN / f"{name}.npy", golden_output(model))
+
+
+def machines(rows: list[dict]) -> str:
+    """The step ranges of a run's log by the CPU (or GPU) and precision that trained them, with their hours."""
+    spans: list[list] = []  # [machine, amp, first step, last step, seconds]
+    done, elapsed = 0, 0.0
+    for row in rows:
+        step, seconds = int(row["step"]), float(row["elapsed_s"])
+        machine = [
+            row.get("cpu") or "a machine the log does not name",
+            {"none": "float32"}.get(row.get("amp"), row.get("amp") or "?"),
+        ]
+        if spans and spans[-1][:2] == machine:
+            spans[-1][3:] = [step, spans[-1][4] + seconds - elapsed]
+        else:
+            spans.append([*machine, done + 1, step, seconds - elapsed])
+        done, elapsed = step, seconds
+    return "; ".join(f"steps {a:,}-{b:,} on {cpu} in {amp} ({s / 3600:.1f} h)" for cpu, amp, a, b, s in spans)
 
 
 def golden_output(model: torch.nn.Module) -> np.ndarray:
@@ -178,7 +201,7 @@ def main() -> None:
     parser.add_argument("--add", type=Path, metavar="FILE", help="first ship this weights file of a run")
     parser.add_argument("--id", help="zoo id of --add (default: the run folder's name)")
     parser.add_argument("--recipe", help="recipe of --add (default: recipes/ID.yaml)")
-    parser.add_argument("--trained-on", default="a 2-core AMD EPYC CPU", help="hardware of --add's run")
+    parser.add_argument("--trained-on", help="hardware of --add's run (default: the machines its log names)")
     args = parser.parse_args()
     root = data_root(args.data_root)
     if args.add:
