@@ -328,8 +328,9 @@ def test_glob_and_folder_planning(tmp_path):
         ("a.png", tmp_path / "out/a.png"),
         ("b.png", tmp_path / "out/b.png"),
     ]
-    with pytest.raises(SrkitError, match="needs -o"):
-        plan([tmp_path], None, 3)
+    assert plan([tmp_path / "*.png"], None, 3)[0].target == tmp_path / "a_x3.png"
+    assert plan([tmp_path], None, 3)[0].target == tmp_path.with_name(f"{tmp_path.name}_x3") / "a.png"
+    assert plan([tmp_path / "a.png"], f"{tmp_path / 'out.v2'}/", 3)[0].target == tmp_path / "out.v2" / "a.png"
     with pytest.raises(SrkitError, match="no such file"):
         plan([tmp_path / "missing.png"], None, 3)
 

@@ -13,16 +13,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "upscale",
         help="upscale images, folders and videos",
         description="Upscale images (any mode: gray, palette, RGBA, 16-bit, CMYK; EXIF orientation applied, "
-        "ICC profile kept) and videos (H.264, frame rate and audio kept). Without -o, each output is "
-        "written beside its input as NAME_x{scale}.EXT (a .webm video becomes .mkv: WebM cannot hold H.264). "
-        "A file that fails is reported and skipped; the run then exits with code 1.",
+        "ICC profile kept) and videos (H.264, frame rate and audio kept). Without -o, each output is written "
+        "beside its input: a file as NAME_x{scale}.EXT, a folder's files in FOLDER_x{scale}/ beside the folder, "
+        "in the same tree (a .webm video becomes .mkv: WebM cannot hold H.264). Existing outputs are kept "
+        "(skipped) unless --overwrite; an input is never overwritten. Mistakes that would lose or clash files "
+        "(two inputs to one output, an output folder that is a file, an unknown output suffix) stop the command "
+        "before anything is written. A file that fails is reported and skipped; the run then exits with code 1.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, glob patterns")
     parser.add_argument(
         "-o",
         "--output",
         metavar="OUT",
-        help="output file (one input), or folder where outputs keep their input's name and relative path",
+        help="the output file, for one input file; else a folder (made if missing) where a folder's files keep "
+        "their path below it, a glob's matches their path below the pattern's folder ('g' of 'g/**/*.png'), and "
+        "files named one by one their path below the folder they share",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
