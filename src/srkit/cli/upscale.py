@@ -33,10 +33,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--model",
         metavar="ID",
-        help="pretrained model id (see `srkit models`; default: espcn at --scale, else espcn-x3)",
+        help="pretrained model id such as fsrcnn-x3, or a model name with --scale (see `srkit models`; "
+        "default: espcn at --scale, else espcn-x3)",
     )
     source.add_argument("--weights", metavar="FILE", help="a weights file written by srkit (.safetensors)")
-    parser.add_argument("--scale", type=int, metavar="N", help="scale, for models that have several (VDSR)")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        metavar="N",
+        help="the pretrained model of --model (or espcn) at scale N, or the scale of a network with several (VDSR)",
+    )
     parser.add_argument(
         "--tile",
         type=int,
