@@ -82,3 +82,19 @@ def test_high_frequency_ratio_is_one_for_hr_and_under_one_for_bicubic():
     assert high_frequency_ratio(bicubic, hr, scale=4) < 0.1
     with pytest.raises(SrkitError, match="no power"):
         high_frequency_ratio(hr, np.full_like(hr, 7), scale=4)
+
+
+def test_the_protocol_in_python_with_public_names():
+    """Issue 37, 7: the README's snippet: mod-crop, MATLAB bicubic down, upscale, PSNR and SSIM on the same size."""
+    import srkit
+
+    rng = np.random.default_rng(0)
+    hr = np.clip(128 + rng.normal(0, 40, (64, 62, 3)), 0, 255).astype(np.uint8)  # neither side a multiple of 3
+    hr = srkit.modcrop(hr, 3)
+    assert hr.shape == (63, 60, 3)
+    lr = srkit.imresize(hr, scale=1 / 3)
+    sr = srkit.load("espcn-x3").upscale(lr)
+    assert sr.shape == hr.shape and 10 < srkit.psnr(sr, hr, scale=3) < math.inf
+    assert 0 < srkit.ssim(sr, hr, scale=3) < 1
+    with pytest.raises(SrkitError, match="numpy"):
+        srkit.modcrop([[1, 2]], 3)

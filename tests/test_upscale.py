@@ -19,7 +19,7 @@ from srkit import Upscaler, models, zoo
 from srkit.cli import main
 from srkit.errors import SrkitError
 from srkit.imaging.io import read_image, write_png
-from srkit.upscale import plan, super_resolve
+from srkit.upscale import plan, super_resolve, upscale_file
 from srkit.upscale.runtime import _PixelShuffle, _subpixel
 from srkit.zoo import save_weights
 
@@ -211,6 +211,21 @@ def test_upscale_pil_modes(mode):
     assert out.mode == expected and out.size == (21, 18)
 
 
+def test_a_pil_image_is_turned_upright_as_the_cli_does(tmp_path):
+    """Issue 37, 6: srkit.load(...).upscale(Image.open(photo)) on an EXIF-rotated photo equals the CLI's output."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise to view
+    Image.fromarray(photo(6, 9)).save(tmp_path / "rotated.png", exif=exif)
+    upscaler = Upscaler(build("espcn"))
+    with Image.open(tmp_path / "rotated.png") as image:
+        out = upscaler.upscale(image)
+    assert out.size == (6 * 3, 9 * 3) and out.getexif().get(0x0112, 1) == 1
+    upscale_file(upscaler, tmp_path / "rotated.png", tmp_path / "cli.png")
+    np.testing.assert_array_equal(np.asarray(out), read_image(tmp_path / "cli.png").pixels)
+    array = upscaler.upscale(np.asarray(Image.open(tmp_path / "rotated.png")))  # numpy carries no EXIF
+    assert array.shape == (6 * 3, 9 * 3, 3)
+
+
 def test_scale_must_be_one_the_model_has():
     with pytest.raises(SrkitError, match="upscales by 3, not by 2"):
         Upscaler(build("espcn"), scale=2)
@@ -328,8 +343,9 @@ def test_glob_and_folder_planning(tmp_path):
         ("a.png", tmp_path / "out/a.png"),
         ("b.png", tmp_path / "out/b.png"),
     ]
-    with pytest.raises(SrkitError, match="needs -o"):
-        plan([tmp_path], None, 3)
+    assert plan([tmp_path / "*.png"], None, 3)[0].target == tmp_path / "a_x3.png"
+    assert plan([tmp_path], None, 3)[0].target == tmp_path.with_name(f"{tmp_path.name}_x3") / "a.png"
+    assert plan([tmp_path / "a.png"], f"{tmp_path / 'out.v2'}/", 3)[0].target == tmp_path / "out.v2" / "a.png"
     with pytest.raises(SrkitError, match="no such file"):
         plan([tmp_path / "missing.png"], None, 3)
 

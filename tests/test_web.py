@@ -8,7 +8,10 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -265,6 +268,26 @@ def test_cli_with_public_goes_on_to_listen_and_a_taken_port_is_one_line(capsys):
         port = taken.getsockname()[1]
         assert main(["serve", "--host", "0.0.0.0", "--public", "--port", str(port)]) == 1
     assert capsys.readouterr().err == f"srkit: error: cannot listen on 0.0.0.0:{port} (Address already in use)\n"
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stopped_by_sigterm_or_ctrl_c_exits_0_quietly(stop):
+    """Issue 37, 11: stopping the server is how it ends, not a failure: exit 0, no error line."""
+    command = [sys.executable, "-m", "srkit", "serve", "--port", "0"]
+    # Ctrl-C's signal may be ignored by a test runner started in the background; the server must see its default.
+    server = subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    )
+    try:
+        lines = []
+        while not any("the page is at" in line for line in lines) and (line := server.stderr.readline()):
+            lines.append(line)
+        server.send_signal(stop)
+        err = "".join(lines) + server.communicate(timeout=300)[1]  # minutes: the CPU may be shared
+    finally:
+        server.kill()
+    assert server.returncode == 0, err
+    assert "interrupted" not in err and "error" not in err.lower() and "Traceback" not in err
 
 
 def test_cli_limits_must_be_positive(capsys):

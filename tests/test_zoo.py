@@ -122,3 +122,25 @@ def test_a_multi_scale_weight_takes_only_the_scales_it_was_trained_for(tmp_path:
         srkit.load(tmp_path / "vdsr.safetensors", scale=4)
     assert main(["eval", "--weights", str(tmp_path / "vdsr.safetensors"), "--scale", "4", "--dataset", "Set5"]) == 1
     assert "upscales by 2 or 3, not by 4" in capsys.readouterr().err
+
+
+def test_model_messages_say_what_was_typed_and_what_would_work(tmp_path: Path, capsys) -> None:
+    """Issue 37, 10: --scale 5 names espcn's scales, not an id nobody typed; a model name names its zoo ids and
+    takes --scale."""
+    photo = tmp_path / "a.png"
+    Image.fromarray(np.full((6, 7, 3), 100, np.uint8)).save(photo)
+    espcn = [r.id for r in sorted(RECORDS, key=lambda r: r.scale) if r.model == "espcn"]
+    fsrcnn = [r.id for r in sorted(RECORDS, key=lambda r: r.scale) if r.model == "fsrcnn"]
+
+    assert main(["upscale", str(photo), "--scale", "5"]) == 1
+    err = capsys.readouterr().err
+    assert "espcn-x5" not in err and err.count("\n") == 1
+    assert err.endswith(f"espcn has pretrained weights for scales 2, 3, 4 ({', '.join(espcn)}), not 5\n")
+
+    assert main(["upscale", str(photo), "--model", "fsrcnn"]) == 1
+    err = capsys.readouterr().err
+    assert ", ".join(fsrcnn) in err and err.count("\n") == 1
+
+    assert main(["upscale", str(photo), "--model", "fsrcnn", "--scale", "2"]) == 0
+    assert Image.open(tmp_path / "a_x2.png").size == (14, 12)
+    assert srkit.load("fsrcnn", scale=4).info.name == "fsrcnn"

@@ -41,7 +41,11 @@ def dataset_folder(name: str, root: Path) -> Path:
 
 
 def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
-    """Crop the bottom and right so that height and width are multiples of `scale`."""
+    """Crop the bottom and right of a numpy HxW or HxWxC image so that height and width are multiples of `scale`:
+    the protocol's HR image, whose LR image `imresize(hr, scale=1 / scale)` upscales back to its size."""
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
+        what = f"shape {image.shape}" if isinstance(image, np.ndarray) else f"a {type(image).__name__}"
+        raise SrkitError(f"modcrop takes a numpy HxW or HxWxC image (np.asarray of a PIL image), not {what}")
     h, w = image.shape[:2]
     return image[: h - h % scale, : w - w % scale]
 

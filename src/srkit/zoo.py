@@ -91,6 +91,48 @@ def default_id(scale: int | None = None) -> str:
     return f"{DEFAULT_MODEL}-x{scale or 3}"
 
 
+def resolve(name: str | None = None, scale: int | None = None) -> str:
+    """The zoo id of what a user names: a zoo id ("espcn-x3"), or a model ("fsrcnn") at `scale`; nothing names
+    espcn at `scale`, 3 if none is given. Anything else is an error that names what would work."""
+    zoo = records()
+    if name in zoo:
+        if scale is not None and scale not in zoo[name].scales:
+            upscales = " or ".join(map(str, zoo[name].scales))
+            raise SrkitError(f"{name} upscales by {upscales}, not by {scale}; {_offer(zoo[name].model)}")
+        return name
+    if name is None:
+        name, scale = DEFAULT_MODEL, scale or 3
+    ids = _ids(name)
+    if ids and scale in ids:
+        return ids[scale]
+    if ids and scale is None:
+        raise SrkitError(f"{_offer(name)}: name one, or give the scale")
+    if ids:
+        raise SrkitError(f"{_offer(name)}, not {scale}")
+    model, _, digits = name.rpartition("-x")
+    if digits.isdigit() and _ids(model):  # an id at a scale the zoo lacks: "espcn-x5"
+        raise SrkitError(f"unknown pretrained model {name!r}: {_offer(model)}")
+    available = ", ".join(zoo) or "none yet"
+    if name in models.names():
+        raise SrkitError(f"{name} has no pretrained weights yet (train them with srkit train); available: {available}")
+    raise SrkitError(f"unknown pretrained model {name!r}; available: {available}")
+
+
+def _ids(model: str) -> dict[int, str]:
+    """The zoo ids of a model by the scales they upscale by, the first record first."""
+    ids: dict[int, str] = {}
+    for entry in records().values():
+        for scale in entry.scales if entry.model == model else ():
+            ids.setdefault(scale, entry.id)
+    return dict(sorted(ids.items()))
+
+
+def _offer(model: str) -> str:
+    """What the zoo has of a model: "espcn has pretrained weights for scales 2, 3, 4 (espcn-x2, ...)"."""
+    ids = _ids(model)
+    return f"{model} has pretrained weights for scales {', '.join(map(str, ids))} ({', '.join(ids.values())})"
+
+
 def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
     """The network of a zoo id, its weights verified against the record's sha256, in eval mode."""
     entry = record(name)
@@ -103,19 +145,21 @@ def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
 def load_model(
     name: str | None = None, weights: str | Path | None = None, scale: int | None = None, device: str = "cpu"
 ) -> nn.Module:
-    """The network of a weights file if one is given, else of a zoo id (None: the default at `scale`)."""
+    """The network of a weights file if one is given, else of a zoo id or model name at `scale` (see `resolve`)."""
     if weights:
         return load_weights(weights, device)
-    return load_pretrained(name or default_id(scale), device)
+    return load_pretrained(resolve(name, scale), device)
 
 
 def load(name: str | Path, **options: Any) -> Upscaler:
-    """A ready upscaler for a zoo id ("espcn-x3") or a .safetensors file written by srkit.
+    """A ready upscaler for a zoo id ("espcn-x3"), a model at a scale (`"fsrcnn", scale=3`) or a .safetensors file
+    written by srkit.
 
     `options` go to `Upscaler` (scale, tile, device, half): `srkit.load("espcn-x3").upscale(image)`.
     """
     weights = name if Path(name).suffix == ".safetensors" else None
-    return Upscaler(load_model(str(name), weights, device=options.get("device", "cpu")), **options)
+    model = load_model(str(name), weights, options.get("scale"), device=options.get("device", "cpu"))
+    return Upscaler(model, **options)
 
 
 def sha256(path: str | Path) -> str:

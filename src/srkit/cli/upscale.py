@@ -13,25 +13,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "upscale",
         help="upscale images, folders and videos",
         description="Upscale images (any mode: gray, palette, RGBA, 16-bit, CMYK; EXIF orientation applied, "
-        "ICC profile kept) and videos (H.264, frame rate and audio kept). Without -o, each output is "
-        "written beside its input as NAME_x{scale}.EXT (a .webm video becomes .mkv: WebM cannot hold H.264). "
-        "A file that fails is reported and skipped; the run then exits with code 1.",
+        "ICC profile kept) and videos (H.264, frame rate and audio kept). Without -o, each output is written "
+        "beside its input: a file as NAME_x{scale}.EXT, a folder's files in FOLDER_x{scale}/ beside the folder, "
+        "in the same tree (a .webm video becomes .mkv: WebM cannot hold H.264). Existing outputs are kept "
+        "(skipped) unless --overwrite; an input is never overwritten. Mistakes that would lose or clash files "
+        "(two inputs to one output, an output folder that is a file, an unknown output suffix) stop the command "
+        "before anything is written. A file that fails is reported and skipped; the run then exits with code 1.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, glob patterns")
     parser.add_argument(
         "-o",
         "--output",
         metavar="OUT",
-        help="output file (one input), or folder where outputs keep their input's name and relative path",
+        help="the output file, for one input file; else a folder (made if missing) where a folder's files keep "
+        "their path below it, a glob's matches their path below the pattern's folder ('g' of 'g/**/*.png'), and "
+        "files named one by one their path below the folder they share",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--model",
         metavar="ID",
-        help="pretrained model id (see `srkit models`; default: espcn at --scale, else espcn-x3)",
+        help="pretrained model id such as fsrcnn-x3, or a model name with --scale (see `srkit models`; "
+        "default: espcn at --scale, else espcn-x3)",
     )
     source.add_argument("--weights", metavar="FILE", help="a weights file written by srkit (.safetensors)")
-    parser.add_argument("--scale", type=int, metavar="N", help="scale, for models that have several (VDSR)")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        metavar="N",
+        help="the pretrained model of --model (or espcn) at scale N, or the scale of a network with several (VDSR)",
+    )
     parser.add_argument(
         "--tile",
         type=int,

@@ -64,7 +64,7 @@ def read_image(path: str | Path) -> Picture:
             with Image.open(path) as image:
                 deep_colour = image.mode in ("RGB", "RGBA") and ";16" in _rawmode(image)
                 icc = image.info.get("icc_profile") or None
-                orientation = image.getexif().get(0x0112, 1)  # this may decode the image (PNG)
+                orientation = exif_orientation(image)
                 if deep_colour:
                     pixels = _read_16bit_colour(Path(path), image.format)
                 else:
@@ -80,7 +80,17 @@ def read_image(path: str | Path) -> Picture:
         raise SrkitError(f"{path}: too many pixels ({error})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, png.Error) as error:
         raise SrkitError(f"{path}: not a readable image ({error})") from None
-    return Picture(np.ascontiguousarray(_ORIENT.get(orientation, lambda a: a)(pixels)), icc)
+    return Picture(upright(pixels, orientation), icc)
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag of a PIL image: 1 where it is stored upright or has none."""
+    return image.getexif().get(0x0112, 1)  # this may decode the image (PNG)
+
+
+def upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Pixels as stored, turned upright by an EXIF orientation as PIL's ImageOps.exif_transpose does; contiguous."""
+    return np.ascontiguousarray(_ORIENT.get(orientation, lambda a: a)(pixels))
 
 
 def read_rgb_or_gray(path: str | Path) -> np.ndarray:

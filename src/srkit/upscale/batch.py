@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import itertools
 import logging
 import os
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from srkit.errors import SrkitError
-from srkit.files import atomic_path
+from srkit.files import atomic_path, check_writable
 from srkit.imaging import video
 from srkit.imaging.io import IMAGE_SUFFIXES, Picture, read_image, write_image, write_png
 from srkit.upscale.pipeline import Upscaler
@@ -42,36 +43,120 @@ class Summary:
 
 
 def plan(inputs: Sequence[str | Path], output: str | Path | None, scale: int) -> list[Job]:
-    """The jobs for files, folders (searched recursively) and glob patterns.
+    """The jobs for files, folders (searched recursively) and glob patterns, checked before any is run.
 
-    Without `output`, each result lands beside its input as NAME_x{scale}.EXT. With it, `output` is a file
-    when there is one input file and it has a suffix (and is no folder); otherwise it is a folder where
-    each result keeps its input's name, and its path relative to the input folder it was found in.
+    Without `output`, each output is written beside its input: a file's as NAME_x{scale}.EXT, a folder's files
+    in FOLDER_x{scale}/ beside it, in the same tree. With it, `output` is the output file when there is one input
+    file and `output` has a suffix (and is no folder); otherwise it is a folder where a folder's files keep their
+    path below that folder, a glob pattern's matches their path below the pattern's fixed part (`g` of
+    `g/**/*.png`), and files named one by one their path below the folder they all share.
+
+    A one-line error, before anything is written: an input that does not exist, two inputs that would be
+    written to one output, an output that is an input, an output file with an unknown suffix, an output folder
+    that is a file or cannot be written.
     """
-    found: list[tuple[Path, Path]] = []  # (file, its name relative to the output folder)
-    for item in map(str, inputs):
+    found = _find([str(item) for item in inputs])
+    folder = output is not None and str(output).endswith(("/", os.sep))  # `-o out.v2/` names a folder
+    output = None if output is None else Path(output)
+    if output is not None and output.suffix and not folder and not output.is_dir() and _one_file(inputs, found):
+        _check_suffix(found[0].source, output)
+        jobs = [Job(found[0].source, output)]
+    else:
+        if output is not None:
+            check_writable(output, folder=True)
+        jobs = [Job(f.source, _output_name(_target(f, output, scale))) for f in found]
+    for target in {job.target.parent: job.target for job in jobs}.values():  # one output per folder
+        check_writable(target)
+    return _distinct(jobs, found)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A file to upscale, the input that named it, and its path below that input's folder."""
+
+    source: Path
+    item: str  # the input as it was typed
+    relative: Path
+    folder: Path | None = None  # the folder input it was found in
+
+
+def _find(items: list[str]) -> list[_Found]:
+    """Every file the inputs name, each with its path below its input's folder (see `plan`)."""
+    named = [Path(item) for item in items if Path(item).exists() and not Path(item).is_dir()]
+    shared = Path(os.path.commonpath([os.path.abspath(p.parent) for p in named])) if named else None
+    found = []
+    for item in items:
         path = Path(item)
         if path.is_dir():
-            if output is None:  # outputs beside the inputs would be taken for inputs by the next run
-                raise SrkitError(f"{item}: a folder needs -o OUTPUT_FOLDER")
             files = sorted(p for p in path.rglob("*") if p.is_file() and is_media(p))
-            found += [(p, p.relative_to(path)) for p in files]
+            found += [_Found(p, item, p.relative_to(path), path) for p in files]
         elif path.exists():
-            found.append((path, Path(path.name)))
+            found.append(_Found(path, item, Path(os.path.relpath(os.path.abspath(path), shared))))
         elif glob.has_magic(item):
             matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
             if not matches:
                 raise SrkitError(f"{item}: no file matches")
-            found += [(p, Path(p.name)) for p in matches]
+            fixed = Path(*itertools.takewhile(lambda part: not glob.has_magic(part), path.parts[:-1]))
+            found += [_Found(p, item, Path(os.path.relpath(p, fixed))) for p in matches]
         else:
             raise SrkitError(f"{item}: no such file or folder")
-    if output is None:
-        return [Job(p, _output_name(p.with_name(f"{p.stem}_x{scale}{p.suffix}"))) for p, _ in found]
-    output = Path(output)
-    single = len(inputs) == 1 and len(found) == 1 and not Path(inputs[0]).is_dir()
-    if single and output.suffix and not output.is_dir():
-        return [Job(found[0][0], output)]
-    return [Job(p, _output_name(output / relative)) for p, relative in found]
+    return found
+
+
+def _one_file(inputs: Sequence[str | Path], found: list[_Found]) -> bool:
+    """One input, a file or a pattern, that names one file."""
+    return len(inputs) == 1 and len(found) == 1 and found[0].folder is None
+
+
+def _target(found: _Found, output: Path | None, scale: int) -> Path:
+    if output is not None:
+        return output / found.relative
+    if found.folder is not None:  # a folder beside the input folder: outputs inside it would be inputs next time
+        folder = found.folder if found.folder.name not in ("", ".", "..") else found.folder.resolve()
+        if not folder.name:
+            raise SrkitError(f"{found.item}: give an output folder with -o")
+        return folder.with_name(f"{folder.name}_x{scale}") / found.relative
+    return found.source.with_name(f"{found.source.stem}_x{scale}{found.source.suffix}")
+
+
+def _check_suffix(source: Path, target: Path) -> None:
+    """Refuse an output file whose suffix names no format srkit writes for its input, before any work."""
+    kind, suffixes = ("a video", video.VIDEO_SUFFIXES) if video.is_video(source) else ("an image", IMAGE_SUFFIXES)
+    if target.suffix.lower() not in suffixes:
+        raise SrkitError(f"{target}: cannot write {kind} as {target.suffix}; use {', '.join(suffixes)}")
+
+
+def _distinct(jobs: list[Job], found: list[_Found]) -> list[Job]:
+    """The jobs once each; two inputs that would be written to one output, or an output that is an input, are an
+    error naming both."""
+    inputs = {_identity(f.source): f for f in found}
+    by_target: dict[Path, tuple[Job, _Found]] = {}
+    distinct = []
+    for job, source in zip(jobs, found, strict=True):
+        if job.target.exists() and (clash := inputs.get(_identity(job.target))) is not None:
+            raise SrkitError(f"{job.target}: is the input {clash.source}; refusing to overwrite an input")
+        key = job.target.resolve()
+        if key not in by_target:
+            by_target[key] = job, source
+            distinct.append(job)
+        elif _identity(by_target[key][0].source) != _identity(job.source):
+            first = by_target[key][1]
+            raise SrkitError(
+                f"{_typed(first)} and {_typed(source)} would both be written to {job.target}: "
+                "upscale them in separate runs or to separate -o folders"
+            )
+    return distinct
+
+
+def _typed(found: _Found) -> str:
+    """A file as the user named it: its path, and the folder or pattern it came from."""
+    return str(found.source) if str(found.source) == found.item else f"{found.source} (from {found.item})"
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """What makes two paths one file: links and hard links included."""
+    status = path.stat()
+    return status.st_dev, status.st_ino
 
 
 def is_media(path: Path) -> bool:

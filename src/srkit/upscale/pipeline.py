@@ -20,7 +20,7 @@ from torch import nn
 
 from srkit.errors import SrkitError
 from srkit.imaging.color import INVERSE, OFFSET01, rgb_to_ycbcr, y_channel
-from srkit.imaging.io import from_array, to_array
+from srkit.imaging.io import exif_orientation, from_array, to_array, upright
 from srkit.imaging.resize import imresize
 from srkit.metrics import to_uint8
 from srkit.upscale.runtime import BICUBIC_REACH, Bicubic, keep_freed_memory, network_bytes_per_pixel, prepare
@@ -132,10 +132,12 @@ class Upscaler:
 
         Numpy images are HxW, HxWx2 (gray + alpha), HxWx3 or HxWx4, uint8, uint16 or float in [0, 1];
         tensors are (C, H, W) or (N, C, H, W) float in [0, 1] with the same channel counts; PIL images of
-        any mode (palette, CMYK and the like come back as RGB or RGBA).
+        any mode (palette, CMYK and the like come back as RGB or RGBA). A PIL image is first turned upright by
+        its EXIF orientation, as `srkit upscale` does with a file (the result is stored upright, without the tag);
+        numpy arrays and tensors carry no EXIF and are upscaled as they are.
         """
         if isinstance(image, Image.Image):
-            out = from_array(self.upscale_array(to_array(image)))
+            out = from_array(self.upscale_array(upright(to_array(image), exif_orientation(image))))
             if image.info.get("icc_profile") and image.mode not in ("CMYK", "LAB", "HSV"):
                 out.info["icc_profile"] = image.info["icc_profile"]
             return out

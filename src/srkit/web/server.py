@@ -53,12 +53,13 @@ def url(sock: socket.socket) -> str:
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, *, public: bool = False, limits: Limits | None = None) -> None:
-    """Serve the page until Ctrl-C."""
+    """Serve the page until Ctrl-C (or, under `srkit serve`, SIGTERM), then return: a normal stop, not an error."""
     check_host(host, public)
     sock = listen(host, port)
     server = uvicorn.Server(uvicorn.Config(create_app(limits), log_level="info"))
-    log.info("srkit: the page is at %s (Ctrl-C stops the server)", url(sock))
-    server.run(sockets=[sock])
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn shuts down, then raises the signal it caught again
+        log.info("srkit: the page is at %s (Ctrl-C stops the server)", url(sock))
+        server.run(sockets=[sock])
 
 
 @contextlib.contextmanager
