@@ -14,7 +14,8 @@ from srkit.cli import main
 from srkit.errors import SrkitError
 from srkit.models import build
 from srkit.recipes import from_dict, load_recipe
-from srkit.train import Trainer, _lr_factor, revive_dead
+from srkit.revive import revive_dead
+from srkit.train import Trainer, _lr_factor
 from srkit.zoo import load_weights, save_weights
 
 RECIPES = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))

@@ -35,6 +35,7 @@ from srkit.files import atomic_path, write_text
 from srkit.machine import cpu
 from srkit.metrics import psnr
 from srkit.recipes import Recipe
+from srkit.revive import revive_dead
 from srkit.upscale import from_range, sr_for_metrics, to_range
 from srkit.zoo import save_weights
 
@@ -410,43 +411,6 @@ def plot_curves(log_csv: Path, png: Path) -> None:
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
-
-
-@torch.no_grad()
-def revive_dead(model: nn.Module, fresh: nn.Module, batches: list[torch.Tensor], threshold: float = 0.0) -> list[str]:
-    """ReDo: each ReLU channel of `model.body` whose mean output on `batches` is at most `threshold` times its layer's
-    mean (at 0: that fires on no pixel) takes its incoming weights from `fresh` (a newly initialised network of the
-    same build), and its outgoing weights are zeroed, so that the gradient that reaches them brings the channel back.
-    A channel that never fired leaves the output as it was. One line per layer."""
-    layers, new = list(model.body), list(fresh.body)
-    relus = [i for i, m in enumerate(layers) if isinstance(m, nn.ReLU)]
-    total = dict.fromkeys(relus, 0)
-
-    def count(i: int):
-        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            total[i] = total[i] + output.double().sum((0, 2, 3))
-
-        return hook
-
-    hooks = [layers[i].register_forward_hook(count(i)) for i in relus]
-    try:
-        for x in batches:
-            model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    lines = []
-    for i in relus:
-        dead = (total[i] <= threshold * total[i].mean()).nonzero().flatten()
-        before = max(j for j in range(i) if isinstance(layers[j], nn.Conv2d))
-        after = next(j for j in range(i + 1, len(layers)) if isinstance(layers[j], nn.Conv2d))
-        layers[before].weight[dead] = new[before].weight[dead]
-        if layers[before].bias is not None:
-            layers[before].bias[dead] = new[before].bias[dead]
-        layers[after].weight[:, dead] = 0
-        what = f"at most {threshold:g} of their layer's mean" if threshold else "fired on none of the sampled pixels"
-        lines.append(f"body.{i}: {len(dead)} of {len(total[i])} channels {what}")
-    return lines
 
 
 def _warm_start(model: nn.Module, path: str, exclude: tuple[str, ...]) -> None:
