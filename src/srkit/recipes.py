@@ -219,7 +219,8 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
     """Read a YAML recipe without stages and apply `--set` overrides."""
     stages = load_stages(path, overrides)
     if stages[0].name:
-        raise SrkitError(f"recipe {path} has stages ({', '.join(s.name for s in stages)}): load it with load_stages")
+        names = ", ".join(s.name for s in stages)
+        raise SrkitError(f"recipe {path} has stages ({names}); this takes a recipe of one run")
     return stages[0].recipe
 
 
