@@ -5,7 +5,7 @@ The protocol measures Y only; this shows what an RGB network does to the rest (a
 protocol measures Y: MATLAB's BT.601 in [0, 255] on doubles (srkit.metrics), `scale` pixels shaved;
 gray images are skipped.
 
-    python benchmarks/chroma.py runs/espcn-rgb-x4-round5/final.safetensors --data-root ../shared/datasets \
+    python benchmarks/chroma.py runs/espcn-rgb-x4/x4-round5/final.safetensors --data-root ../shared/datasets \
         [--set Set5 Set14]
 """
 

@@ -2,10 +2,10 @@
 
 A channel that is zero on every pixel of every image passes no gradient and stays dead; the count tells a run
 that stalls because it lost its width from one that is still learning. Takes a .safetensors written by srkit
-or a training checkpoint (runs/NAME/checkpoint.pt, with the recipe it holds); the images go through the
+or a training checkpoint (a run's checkpoint.pt, with the recipe it holds); the images go through the
 network as the evaluation protocol feeds them (srkit.upscale.sr_for_metrics).
 
-    python benchmarks/dead_units.py runs/srcnn-x3/checkpoint.pt --data-root ../shared/datasets [--set Set14]
+    python benchmarks/dead_units.py runs/srcnn-x3/x3/checkpoint.pt --data-root ../shared/datasets [--set Set14]
 """
 
 from __future__ import annotations

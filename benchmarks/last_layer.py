@@ -5,7 +5,7 @@ given those layers are one least-squares solve away. Fitted on random training c
 with a share of their pixels) and measured with the protocol beside the weights as trained, the gap says whether a
 faster last layer (a recipe's `last_layer_lr`) has anything left to find. Writes benchmarks/results/last_layer.csv.
 
-    python benchmarks/last_layer.py runs/srcnn-x4-shrink/final.safetensors --data-root ../shared/datasets
+    python benchmarks/last_layer.py runs/srcnn-x4/x4-shrink/final.safetensors --data-root ../shared/datasets
         [--datasets Set5 Set14 BSD100 Urban100] [--batches 60]
 """
 

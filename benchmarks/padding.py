@@ -5,7 +5,7 @@ test code (SRCNN.m) repeats each layer's edge; PyTorch's default reads zeros. A 
 trained with, so this measures trained weights both ways, with the protocol, and names the images whose PSNR moves
 most: on Set14 at x2 that was one image, foreman, whose left edge is a black column.
 
-    python benchmarks/padding.py runs/srcnn-x2-long/final.safetensors --data-root ../shared/datasets \
+    python benchmarks/padding.py runs/srcnn-x2/x2-long/final.safetensors --data-root ../shared/datasets \
         [--set Set5 Set14 BSD100 Urban100] [--images 3]
 """
 

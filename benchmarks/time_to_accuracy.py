@@ -29,7 +29,7 @@ DEFAULTS = ["val_every=250", "log_every=250", "checkpoint_every=1000000"]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default=str(Path(__file__).parents[1] / "recipes" / "espcn-x3-fast.yaml"))
+    parser.add_argument("--recipe", default=str(Path(__file__).parents[1] / "experiments" / "espcn-x3-fast.yaml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--data-root")
     parser.add_argument("--name", default="time_to_accuracy", help="basename of the CSV and PNG written")

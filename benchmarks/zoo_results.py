@@ -3,12 +3,12 @@
 Measures each record of src/srkit/zoo.json on Set5, Set14, BSD100 and Urban100 at its scales and writes the
 scores back into the record, benchmarks/results/zoo.csv (paper, srkit, bicubic per set and scale) and the
 table between the zoo markers of README.md. `--add FILE` first ships a training run's weights (its
-final.safetensors, the last step's: choosing by Set5 PSNR would flatter the Set5 score): it copies them into
-src/srkit/weights/ID.safetensors, writes the record (sha256, parameters, recipe, steps and time from the
-run's log) and the golden output that tests/test_zoo.py checks the weights against.
+final.safetensors, the last step's: choosing by Set5 PSNR would flatter the Set5 score; of a recipe with stages, the
+last stage's): it copies them into src/srkit/weights/ID.safetensors, writes the record (sha256, parameters, recipe,
+steps and time from the run's log beside FILE) and the golden output that tests/test_zoo.py checks the weights against.
 
     python benchmarks/zoo_results.py --data-root ../shared/datasets
-    python benchmarks/zoo_results.py --data-root ../shared/datasets --add runs/espcn-x3/final.safetensors \
+    python benchmarks/zoo_results.py --data-root ../shared/datasets --add runs/srcnn-x3/x3-long/final.safetensors \
         --trained-on "1 thread of a 2-core AMD EPYC"
 """
 
@@ -116,6 +116,14 @@ def machines(rows: list[dict]) -> str:
     return "; ".join(f"steps {a:,}-{b:,} on {cpu} in {amp} ({s / 3600:.1f} h)" for cpu, amp, a, b, s in spans)
 
 
+def default_id(weights: Path) -> str:
+    """The zoo id of a run's weights: the first folder above them named as a recipe, runs/ID/ or runs/ID/STAGE/."""
+    for folder in weights.resolve().parents:
+        if (ROOT / "recipes" / f"{folder.name}.yaml").is_file():
+            return folder.name
+    raise SystemExit(f"no folder above {weights} is named as a recipe in recipes/: give --id")
+
+
 def golden_output(model: torch.nn.Module) -> np.ndarray:
     """What `srkit.load(id).upscale` makes of the tiny image (float in, float out: no rounding)."""
     return Upscaler(model).upscale(golden_input())
@@ -199,13 +207,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root")
     parser.add_argument("--add", type=Path, metavar="FILE", help="first ship this weights file of a run")
-    parser.add_argument("--id", help="zoo id of --add (default: the run folder's name)")
+    parser.add_argument("--id", help="zoo id of --add (default: the name of the run folder, or of a stage's recipe)")
     parser.add_argument("--recipe", help="recipe of --add (default: recipes/ID.yaml)")
     parser.add_argument("--trained-on", help="hardware of --add's run (default: the machines its log names)")
     args = parser.parse_args()
     root = data_root(args.data_root)
     if args.add:
-        name = args.id or args.add.parent.name
+        name = args.id or default_id(args.add)
         add(args.add, name, args.recipe or f"recipes/{name}.yaml", args.trained_on)
     rows = measure(root)
     write_csv(ROOT / "benchmarks" / "results" / "zoo.csv", rows)

@@ -1,11 +1,14 @@
-"""Shared fixtures: where the optional reference data lives (../shared beside the repository)."""
+"""Shared fixtures: where the optional reference data lives (../shared beside the repository), and a tiny data root of
+generated images that trainings run on."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 SHARED = Path(os.environ.get("SRKIT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 
@@ -24,3 +27,22 @@ def datasets() -> Path:
     if not (folder / "Set5").is_dir():
         pytest.skip(f"benchmark datasets not found at {folder} (set SRKIT_DATA)")
     return folder
+
+
+def _image(rng: np.random.Generator, h: int, w: int) -> Image.Image:
+    """A smooth random colour image: noise upscaled, so that SR has something to learn."""
+    small = rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize((w, h), Image.BICUBIC)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Training sets T91 and BSD200 and validation set Set5 of a few small generated images (one grey)."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for name, sizes in {"T91": [(200, 208), (96, 120)], "BSD200": [(200, 200)], "Set5": [(48, 48), (36, 60)]}.items():
+        (root / name).mkdir()
+        for i, (h, w) in enumerate(sizes):
+            _image(rng, h, w).save(root / name / f"{i}.png")
+    _image(rng, 64, 64).convert("L").save(root / "T91" / "gray.png")
+    return root

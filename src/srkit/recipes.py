@@ -1,13 +1,30 @@
-"""Training recipes: one YAML per published weight, loaded into a typed, validated dataclass.
+"""Training recipes: one YAML per published weight, loaded into typed, validated dataclasses.
 
 A recipe holds every choice that makes a result: model, data, patch, optimiser, schedule, loss and the
 paper-specific tricks (SRCNN's smaller last-layer rate, VDSR's adjustable clipping and scale mixing,
 FSRCNN's down-scaling augmentation, SRGAN's adversarial step). Unknown keys and wrong types are errors.
+
+A weight that took several runs, each warm-started from the one before, is one recipe with `stages:`, trained in
+order. Its top-level keys are the first stage's; each stage has a `name` and the keys it changes from the stage
+before it (a key it names replaces the value whole, `model_options` too). The keys that say how a stage starts
+(`init_from`, `init_exclude`, `revive_dead`, `revive_threshold`) are not carried on: each stage names its own, and
+`init_from: previous` or `init_from: stage:NAME` starts it from the final weights of an earlier stage:
+
+    model: srcnn
+    scale: 3
+    steps: 40000
+    stages:
+      - name: x3
+      - name: x2
+        init_from: previous
+        scale: 2
+        steps: 20000
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +35,11 @@ from torch import nn
 
 from srkit import models
 from srkit.errors import SrkitError
+
+STAGE = "stage:"  # init_from of a stage that starts from an earlier stage's final weights: `stage:NAME`
+# How a stage starts, not how it trains: these keys belong to the stage that names them and are not carried on.
+START_KEYS = ("init_from", "init_exclude", "revive_dead", "revive_threshold")
+STAGE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")  # a stage's run folder
 
 
 @dataclass(frozen=True)
@@ -54,7 +76,9 @@ class Recipe:
     # Mixed precision of the forward pass: bf16 autocast on the CPU (fast where the CPU has AVX512-BF16 or AMX, far
     # slower where it has neither) or CUDA, fp16 on CUDA only
     amp: Literal["none", "bf16", "fp16"] = "none"
-    init_from: str = ""  # warm start from a .safetensors file (SRGAN from SRResNet, EDSR x3/x4 from x2)
+    # Warm start from a .safetensors file (SRGAN from SRResNet, EDSR x3/x4 from x2) or, in a recipe with stages, from
+    # the final weights of an earlier stage: `stage:NAME` (`previous` in the YAML)
+    init_from: str = ""
     # Parameters of init_from that keep their initialisation: a layer whose shape differs (ESPCN's last at x2/x4)
     init_exclude: tuple[str, ...] = ()
     # ReDo (Sokar et al., ICML 2023): before the first step, every ReLU channel of init_from that fires on no pixel of
@@ -106,7 +130,7 @@ class Recipe:
             raise SrkitError(f"recipe: loss {self.loss} needs vgg_weights (a torchvision-format VGG19 file)")
         if any(not 0 < f < 1 for f in self.downscale_augment):
             raise SrkitError(f"recipe: downscale_augment factors must be in (0, 1), got {self.downscale_augment}")
-        if self.init_from and not Path(self.init_from).is_file():
+        if self.init_from and not self.init_from.startswith(STAGE) and not Path(self.init_from).is_file():
             raise SrkitError(f"recipe: init_from {self.init_from} is not a file")
         if self.init_exclude and not self.init_from:
             raise SrkitError("recipe: init_exclude needs init_from")
@@ -148,9 +172,64 @@ def from_dict(data: dict[str, Any]) -> Recipe:
     return recipe.check()
 
 
-def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Read a YAML recipe and apply `--set` overrides."""
+@dataclass(frozen=True)
+class Stage:
+    """One run of a recipe: its name (its run folder inside the recipe's; "" for a recipe without stages, which is
+    one stage trained in the recipe's folder itself) and its resolved recipe."""
+
+    name: str
+    recipe: Recipe
+
+
+def load_stages(path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[Stage, ...]:
+    """Every stage of a YAML recipe in order, each resolved and checked, with the `--set` overrides applied to each;
+    a recipe without `stages:` is one unnamed stage."""
     path = Path(path)
+    data = _read(path)
+    stages, overrides = data.pop("stages", None), overrides or {}
+    if stages is None:
+        if data.get("init_from") == "previous" or str(data.get("init_from", "")).startswith(STAGE):
+            raise SrkitError(f"recipe {path}: init_from {data['init_from']} names a stage, but it has no stages")
+        return (Stage("", from_dict({**data, **overrides})),)
+    if not isinstance(stages, list) or not stages:
+        raise SrkitError(f"recipe {path}: stages must be a list of stages, each with a name")
+    if set(data) & set(START_KEYS):
+        keys = ", ".join(k for k in START_KEYS if k in data)
+        raise SrkitError(f"recipe {path}: {keys} must be in the stage it starts, not at the top level")
+    done: list[Stage] = []
+    for number, entry in enumerate(stages, 1):
+        names = [s.name for s in done]
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not STAGE_NAME.fullmatch(name):
+            raise SrkitError(f"recipe {path}: stage {number} needs a name of lower-case letters, digits, '.', '-', '_'")
+        if name in names:
+            raise SrkitError(f"recipe {path}: two stages are named {name}")
+        data = {k: v for k, v in data.items() if k not in START_KEYS} | {k: v for k, v in entry.items() if k != "name"}
+        start = data.get("init_from")
+        if start == "previous":
+            if not done:
+                raise SrkitError(f"recipe {path}: stage {name} starts from the previous stage, but it is the first")
+            data["init_from"] = start = STAGE + names[-1]
+        if isinstance(start, str) and start.startswith(STAGE) and start.removeprefix(STAGE) not in names:
+            earlier = ", ".join(names) or "none"
+            raise SrkitError(f"recipe {path}: stage {name} starts from {start}, which is no earlier stage ({earlier})")
+        try:
+            done.append(Stage(name, from_dict({**data, **overrides})))
+        except SrkitError as error:
+            raise SrkitError(f"recipe {path}, stage {name}: {str(error).removeprefix('recipe: ')}") from None
+    return tuple(done)
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read a YAML recipe without stages and apply `--set` overrides."""
+    stages = load_stages(path, overrides)
+    if stages[0].name:
+        names = ", ".join(s.name for s in stages)
+        raise SrkitError(f"recipe {path} has stages ({names}); this takes a recipe of one run")
+    return stages[0].recipe
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -159,7 +238,7 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         raise SrkitError(f"recipe {path} is not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise SrkitError(f"recipe {path} must be a mapping of keys to values")
-    return from_dict({**data, **(overrides or {})})
+    return data
 
 
 def _is_float(name: str) -> bool:

@@ -2,14 +2,14 @@
 
 A run directory holds `checkpoint.pt` (model, optimiser, scheduler, step, RNG state, recipe; written
 atomically), `best.safetensors` (the best validation weights, self-describing), `final.safetensors` (the
-weights of the last step, which the zoo ships), `recipe.yaml`,
-`log.csv`, TensorBoard scalars in `tb/` and `curves.png`. The batch of step k is drawn from a generator
-seeded by (seed, rank, k), so a resumed run sees exactly the batches an uninterrupted one would.
+weights of the last step, which the zoo ships), `recipe.yaml` and the run's log (`srkit.runlog`). The batch of
+step k is drawn from a generator seeded by (seed, rank, k), so a resumed run sees exactly the batches an
+uninterrupted one would. `train_stages` trains the stages of a recipe in order, a run each, and goes on from the
+stage it stopped in.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -34,7 +34,9 @@ from srkit.errors import SrkitError
 from srkit.files import atomic_path, write_text
 from srkit.machine import cpu
 from srkit.metrics import psnr
-from srkit.recipes import Recipe
+from srkit.recipes import STAGE, Recipe, Stage
+from srkit.revive import revive_dead
+from srkit.runlog import RunLog
 from srkit.upscale import from_range, sr_for_metrics, to_range
 from srkit.zoo import save_weights
 
@@ -44,8 +46,6 @@ log = logging.getLogger(__name__)
 # cosine or linear decay, which is fitted to `steps`, changes its course from the resumed step on), or, for amp,
 # only its rounding (a bf16 run can go on in float32 on a CPU without bf16 arithmetic, and the other way round).
 RESUMABLE_CHANGES = {"steps", "val_every", "checkpoint_every", "log_every", "threads", "amp"}
-# cpu and amp say which machine and precision trained the steps up to each logged row (runs go on across machines)
-LOG_FIELDS = ["step", "elapsed_s", "lr", "loss", "steps_per_s", "val_psnr", "cpu", "amp"]
 
 
 @dataclass
@@ -118,7 +118,7 @@ class Trainer:
         torch.manual_seed(recipe.seed)
         self.model = models.build(recipe.model, recipe.scale, **recipe.model_options)
         if recipe.init_from:
-            _warm_start(self.model, recipe.init_from, recipe.init_exclude)
+            _warm_start(self.model, _init_file(recipe.init_from, self.out), recipe.init_exclude)
         memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
         self.model.to(self.device, memory_format=memory_format)
         self.info = self.model.info
@@ -186,10 +186,7 @@ class Trainer:
         if not self.checkpoint_path.is_file():
             raise SrkitError(f"--resume: no checkpoint at {self.checkpoint_path}")
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        changed = {k for k, v in state["recipe"].items() if _differs(self.recipe, k, v)}
-        if changed - RESUMABLE_CHANGES:
-            keys = ", ".join(sorted(changed - RESUMABLE_CHANGES))
-            raise SrkitError(f"--resume: the recipe differs from the checkpoint's in {keys}")
+        _check_resumable(self.recipe, state["recipe"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -284,7 +281,7 @@ class Trainer:
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             write_text(self.out / "recipe.yaml", yaml.safe_dump(_plain(recipe.to_dict()), sort_keys=False))
-        self.logger = _RunLog(self.out, self.state.step) if self.rank == 0 else None
+        self.logger = RunLog(self.out, self.state.step) if self.rank == 0 else None
         stop = _Stop()
         self.model.train()
         self.bar = tqdm(total=recipe.steps, initial=self.state.step, disable=not self.progress or self.rank != 0)
@@ -352,100 +349,70 @@ class Trainer:
             self._saved_step = done
 
 
-class _RunLog:
-    """CSV log, TensorBoard scalars and the curves plot of a run, continued (not duplicated) on resume."""
-
-    def __init__(self, out: Path, step: int) -> None:
-        from tensorboardX import SummaryWriter
-
-        self.path = out / "log.csv"
-        rows = []
-        if self.path.exists():  # keep what happened up to the checkpoint; later rows will be redone
-            with self.path.open() as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-        with atomic_path(self.path) as tmp, tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, LOG_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-        self.file = self.path.open("a", newline="")
-        self.csv = csv.DictWriter(self.file, LOG_FIELDS)
-        self.tb = SummaryWriter(str(out / "tb"), purge_step=step + 1)
-        self.out = out
-
-    def write(self, row: dict) -> None:
-        self.csv.writerow(row)
-        self.file.flush()
-        for key in ("loss", "lr", "steps_per_s", "val_psnr"):
-            if row.get(key) not in (None, ""):
-                self.tb.add_scalar(key, float(row[key]), row["step"])
-        if row.get("val_psnr"):
-            plot_curves(self.path, self.out / "curves.png")
-
-    def close(self) -> None:
-        self.file.close()
-        self.tb.close()
-
-
-def plot_curves(log_csv: Path, png: Path) -> None:
-    """Loss and validation PSNR against step, from a run's log.csv."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with log_csv.open() as f:
-        rows = list(csv.DictReader(f))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
-    loss = [(int(r["step"]), float(r["loss"])) for r in rows if r.get("loss")]
-    val = [(int(r["step"]), float(r["val_psnr"])) for r in rows if r.get("val_psnr")]
-    if loss:
-        ax1.plot(*zip(*loss, strict=True))
-        ax1.set_yscale("log")
-    ax1.set(xlabel="step", ylabel="training loss")
-    if val:
-        ax2.plot(*zip(*val, strict=True), marker=".")
-    ax2.set(xlabel="step", ylabel="validation PSNR (dB)")
-    fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+def train_stages(
+    stages: tuple[Stage, ...],
+    out: Path,
+    data_root: Path,
+    device: str = "cpu",
+    progress: bool = True,
+    resume: bool = False,
+) -> list[Progress]:
+    """Train a recipe's stages in order, each a run in out/NAME (an unnamed stage in `out` itself); the progress of
+    each. With `resume`, a finished stage is kept as it is and the recipe goes on from the stage it stopped in."""
+    out = Path(out)
+    saved = [_saved(out / stage.name) for stage in stages]
+    if any(saved) and not resume:
+        run = next(out / s.name for s, state in zip(stages, saved, strict=True) if state)
+        raise SrkitError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
+    if resume and not saved[0]:
+        raise SrkitError(f"--resume: no checkpoint at {out / stages[0].name / 'checkpoint.pt'}")
+    finished = []
+    for i, (stage, state) in enumerate(zip(stages, saved, strict=True)):
+        if state:
+            _check_resumable(stage.recipe, state["recipe"], f" of stage {stage.name}" if stage.name else "")
+        finished.append(bool(state) and state["progress"]["step"] >= stage.recipe.steps)
+        if not finished[i] and any(saved[i + 1 :]):
+            raise SrkitError(f"--resume: stage {stage.name} is unfinished, but a stage after it has started from it")
+    results = []
+    for i, (stage, state) in enumerate(zip(stages, saved, strict=True)):
+        if finished[i]:
+            log.info("%s: finished at step %d, kept", out / stage.name, state["progress"]["step"])
+            results.append(Progress(**state["progress"]))
+            continue
+        if stage.name:
+            log.info("stage %s (%d of %d): %s", stage.name, i + 1, len(stages), out / stage.name)
+        trainer = Trainer(stage.recipe, out / stage.name, data_root, device, progress)
+        trainer.run(resume=state is not None)
+        results.append(trainer.state)
+        if dist.is_initialized():  # the next stage starts from the weights that rank 0 has just written
+            dist.barrier()
+    return results
 
 
-@torch.no_grad()
-def revive_dead(model: nn.Module, fresh: nn.Module, batches: list[torch.Tensor], threshold: float = 0.0) -> list[str]:
-    """ReDo: each ReLU channel of `model.body` whose mean output on `batches` is at most `threshold` times its layer's
-    mean (at 0: that fires on no pixel) takes its incoming weights from `fresh` (a newly initialised network of the
-    same build), and its outgoing weights are zeroed, so that the gradient that reaches them brings the channel back.
-    A channel that never fired leaves the output as it was. One line per layer."""
-    layers, new = list(model.body), list(fresh.body)
-    relus = [i for i, m in enumerate(layers) if isinstance(m, nn.ReLU)]
-    total = dict.fromkeys(relus, 0)
+def _saved(run: Path) -> dict | None:
+    """The progress and recipe of a run's checkpoint, or None where it has none."""
+    path = run / "checkpoint.pt"
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {"progress": state["progress"], "recipe": state["recipe"]}
 
-    def count(i: int):
-        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            total[i] = total[i] + output.double().sum((0, 2, 3))
 
-        return hook
+def _check_resumable(recipe: Recipe, saved: dict, of: str = "") -> None:
+    """A run resumes only under the recipe it was started with, but for the keys that may change."""
+    changed = {k for k, v in saved.items() if _differs(recipe, k, v)} - RESUMABLE_CHANGES
+    if changed:
+        raise SrkitError(f"--resume: the recipe{of} differs from the checkpoint's in {', '.join(sorted(changed))}")
 
-    hooks = [layers[i].register_forward_hook(count(i)) for i in relus]
-    try:
-        for x in batches:
-            model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    lines = []
-    for i in relus:
-        dead = (total[i] <= threshold * total[i].mean()).nonzero().flatten()
-        before = max(j for j in range(i) if isinstance(layers[j], nn.Conv2d))
-        after = next(j for j in range(i + 1, len(layers)) if isinstance(layers[j], nn.Conv2d))
-        layers[before].weight[dead] = new[before].weight[dead]
-        if layers[before].bias is not None:
-            layers[before].bias[dead] = new[before].bias[dead]
-        layers[after].weight[:, dead] = 0
-        what = f"at most {threshold:g} of their layer's mean" if threshold else "fired on none of the sampled pixels"
-        lines.append(f"body.{i}: {len(dead)} of {len(total[i])} channels {what}")
-    return lines
+
+def _init_file(init_from: str, out: Path) -> str:
+    """init_from as a file: `stage:NAME` is the final weights of stage NAME, the run beside `out`."""
+    if not init_from.startswith(STAGE):
+        return init_from
+    path = out.parent / init_from.removeprefix(STAGE) / "final.safetensors"
+    if not path.is_file():
+        raise SrkitError(f"recipe: init_from {init_from}: {path} is not a file (train that stage first)")
+    return str(path)
 
 
 def _warm_start(model: nn.Module, path: str, exclude: tuple[str, ...]) -> None:

@@ -56,8 +56,8 @@ class Record:
     file: str  # in srkit/weights/
     sha256: str
     params: int
-    recipe: str  # the committed recipe that trained it
-    training: str  # steps, wall-clock time and hardware of the run
+    recipe: str  # the recipe that reproduces it from scratch, in stages where it took several runs
+    training: str  # steps, wall-clock time and hardware of the run that made it (and of the stages before it)
     scores: tuple[Score, ...]
 
     @property
