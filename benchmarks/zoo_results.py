@@ -7,8 +7,8 @@ final.safetensors, the last step's: choosing by Set5 PSNR would flatter the Set5
 last stage's): it copies them into src/srkit/weights/ID.safetensors, writes the record (sha256, parameters, recipe,
 steps and time from the run's log beside FILE) and the golden output that tests/test_zoo.py checks the weights against.
 
-    python benchmarks/zoo_results.py --data-root ../shared/datasets
-    python benchmarks/zoo_results.py --data-root ../shared/datasets --add runs/srcnn-x3/x3-long/final.safetensors \
+    python benchmarks/zoo_results.py --data-root DATA
+    python benchmarks/zoo_results.py --data-root DATA --add runs/srcnn-x3/x3-long/final.safetensors \
         --trained-on "1 thread of a 2-core AMD EPYC"
 """
 
@@ -37,7 +37,8 @@ GOLDEN = ROOT / "tests" / "data" / "zoo"
 README_START, README_END = "<!-- zoo table: benchmarks/zoo_results.py -->", "<!-- end of zoo table -->"
 
 # Published PSNR (dB, Y channel) by (model, dataset, scale), as the issue "Model zoo I" quotes them.
-# ESPCN's paper gives only x3 numbers for 91 training images; x2 and x4, and the RGB ESPCN's x4, are held to SRCNN's.
+# ESPCN's paper gives only x3 numbers for 91 training images; x2 and x4, and the RGB ESPCN's x4, are held to SRCNN's
+# Set5 figure, which the table labels "SRCNN".
 # (model, dataset) -> PSNR at x2, x3, x4
 PAPER_ROWS = {
     ("srcnn", "Set5"): (36.66, 32.75, 30.48),
@@ -172,7 +173,7 @@ def measure(root: Path) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    """PSNR (dB) / SSIM per scale: bicubic, then each weight with the paper's PSNR (or the issue's target)."""
+    """PSNR (dB) / SSIM per scale: bicubic, then each weight with its paper's PSNR (or SRCNN's where it has none)."""
     keyed = {(r["id"], r["scale"], r["dataset"]): r for r in rows}
     lines = ["| scale | method | " + " | ".join(BENCHMARKS) + " |", "|---|---|" + "---|" * len(BENCHMARKS)]
     for scale in sorted({r["scale"] for r in rows}):
@@ -189,7 +190,7 @@ def markdown(rows: list[dict]) -> str:
                 r = keyed[name, scale, dataset]
                 cell = f"**{r['psnr']:.2f}** / {r['ssim']:.4f}"
                 if r["target_psnr"] is not None:
-                    label = "paper" if r["paper_psnr"] is not None else "target"
+                    label = "paper" if r["paper_psnr"] is not None else "SRCNN"
                     cell += f" ({label} {r['target_psnr']:.2f}{'' if r['meets_target'] else ', not met'})"
                 cells.append(cell)
             lines.append(f"| x{scale} | {name} | " + " | ".join(cells) + " |")
