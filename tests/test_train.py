@@ -63,6 +63,8 @@ def test_decay_steps_hold_the_rate_then_decay_linearly_to_min_lr():
     assert factors[20] == pytest.approx(0.01)
     longer = _recipe(steps=30, lr=1e-2, min_lr=1e-4, decay_steps=10)  # lengthened on resume: still flat at 15
     assert _lr_factor(longer, 15) == 1.0
+    shorter = _recipe(steps=4, lr=1e-2, decay_steps=10)  # a tiny try of the recipe: decays over all its steps
+    assert [_lr_factor(shorter, step) for step in range(5)] == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.0])
     with pytest.raises(SrkitError, match="decay_steps"):
         _recipe(steps=20, schedule="cosine", decay_steps=10).check()
 

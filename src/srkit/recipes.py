@@ -69,7 +69,8 @@ class Recipe:
     gamma: float = 0.1
     min_lr: float = 0.0  # cosine and linear schedules, and decay_steps: the rate at the last step
     # A linear decay to min_lr over the last decay_steps after a constant rate (warmup-stable-decay): unlike a cosine
-    # fitted to `steps`, the run can be lengthened on --resume at any step before the decay starts
+    # fitted to `steps`, the run can be lengthened on --resume at any step before the decay starts (a run shorter than
+    # decay_steps decays all the way)
     decay_steps: int = 0
     warmup_steps: int = 0
     clip_theta: float = 0.0  # VDSR's adjustable clipping: gradients to [-theta/lr, theta/lr]; 0 = off
@@ -122,8 +123,8 @@ class Recipe:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SrkitError(f"recipe: {name} must be positive, got {getattr(self, name)}")
-        if self.decay_steps and (self.schedule != "constant" or not 0 < self.decay_steps <= self.steps):
-            raise SrkitError("recipe: decay_steps needs schedule: constant and 0 < decay_steps <= steps")
+        if self.decay_steps and (self.schedule != "constant" or self.decay_steps < 0):
+            raise SrkitError("recipe: decay_steps needs schedule: constant, and must not be negative")
         if self.lr <= 0:
             raise SrkitError(f"recipe: lr must be positive, got {self.lr}")
         if self.loss.startswith("vgg") and not self.vgg_weights:

@@ -83,7 +83,8 @@ def _lr_factor(recipe: Recipe, step: int) -> float:
         decay = 0.5 * (1 + math.cos(math.pi * t)) if recipe.schedule == "cosine" else 1 - t
         return floor + (1 - floor) * decay
     if recipe.decay_steps:
-        t = min(max((step - (recipe.steps - recipe.decay_steps)) / recipe.decay_steps, 0.0), 1.0)
+        decay = min(recipe.decay_steps, recipe.steps)
+        t = min(max((step - (recipe.steps - decay)) / decay, 0.0), 1.0)
         return 1 - (1 - recipe.min_lr / recipe.lr) * t
     return 1.0
 
