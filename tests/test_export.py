@@ -227,7 +227,7 @@ def test_torchscript_holds_at_other_sizes(tmp_path, name, scale, options):
 
 def test_cli_prints_one_line_and_nothing_else(tmp_path):
     """The real command in a process of its own: one line on stdout naming the file, nothing on stderr."""
-    command = [sys.executable, "-m", "srkit", "export", "espcn-x3", "-o", str(tmp_path / "e.onnx")]
+    command = [sys.executable, "-m", "srkit", "export", "espcn-x3", "--format", "onnx", "-o", str(tmp_path / "e.onnx")]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.count("\n") == 1
@@ -301,7 +301,7 @@ def test_unknown_format_is_an_error(tmp_path):
 def test_missing_onnx_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # import onnxscript raises ImportError
     with pytest.raises(SrkitError, match=r"needs onnxscript: pip install 'srkit\[export\]'"):
-        export(build("espcn", 3), tmp_path / "m.onnx")
+        export(build("espcn", 3), tmp_path / "m.onnx", "onnx")
     assert not (tmp_path / "m.onnx").exists()
 
 

@@ -132,8 +132,7 @@ def signature(model: nn.Module, graph: str) -> tuple[str, str]:
     channels, c = ("Y", 1) if info.channels == "y" else ("RGB", 3)
     upscaled = " (bicubic-upscaled)" if info.upsampled_input else ""
     size = "H, W" if info.upsampled_input else f"{s}H, {s}W"
-    lo, hi = info.input_range if graph == "raw" else (0.0, 1.0)
-    out_lo, out_hi = info.output_range if graph == "raw" else (0.0, 1.0)
+    (lo, hi), (out_lo, out_hi) = _range(info.input_range, graph), _range(info.output_range, graph)
     return (
         f"{channels}{upscaled} in [{lo:g}, {hi:g}], float32 (N, {c}, H, W)",
         f"{channels} in [{out_lo:g}, {out_hi:g}], float32 (N, {c}, {size})",
@@ -163,6 +162,7 @@ def contract(model: nn.Module, graph: str = "image") -> dict[str, str]:
 
 
 def _range(value_range: tuple[float, float], graph: str) -> tuple[float, float]:
+    """A value range of the exported graph: the network's own in the raw graph, else the image's."""
     return value_range if graph == "raw" else (0.0, 1.0)
 
 
