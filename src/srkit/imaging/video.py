@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -161,23 +161,24 @@ class _Pipe:
 
     def put(self, item: object) -> None:
         while True:
+            if self.stop.is_set():
+                raise _Stopped
             try:
                 self.queue.put(item, timeout=POLL_SECONDS)
                 return
             except queue.Full:
-                if self.stop.is_set():
-                    raise _Stopped from None
+                continue
 
     def close(self) -> None:
         self.put(self._END)
 
     def __iter__(self) -> Iterator:
         while True:
+            if self.stop.is_set():
+                raise _Stopped
             try:
                 item = self.queue.get(timeout=POLL_SECONDS)
             except queue.Empty:
-                if self.stop.is_set():
-                    raise _Stopped from None
                 continue
             if item is self._END:
                 return
@@ -232,24 +233,29 @@ def _transcode(
     else:
         audio_out = dst.add_stream("aac", rate=audio_in.codec_context.sample_rate)  # stereo: mono is upmixed
 
-    def decode() -> None:
+    def decode(put: Callable[[object], None]) -> None:
         """Demux and decode: audio packets (or frames, to re-encode) and video frames as _Pictures, in order."""
         streams = [video_in] + ([audio_in] if audio_in is not None else [])
         for packet in src.demux(streams):
             if packet.stream is audio_in:
                 if not copy_audio:
                     for frame in packet.decode():
-                        decoded.put(frame)
+                        put(frame)
                 elif packet.dts is not None:  # not the demuxer's final empty packet
-                    decoded.put(packet)
+                    put(packet)
                 continue
             for frame in packet.decode():
-                decoded.put(_picture(frame, colour.coding is not None and (frame.width, frame.height) == size))
-        decoded.close()
+                put(_picture(frame, colour.coding is not None and (frame.width, frame.height) == size))
 
-    def encode() -> None:
+    def upscale(item: object) -> object:
+        if isinstance(item, _Picture):
+            _upscale(upscaler, item, width, height, colour.coding)
+            bar.update()
+        return item
+
+    def encode(items: Iterable[object]) -> None:
         """Encode and mux in the order the items come; at the end, flush the encoders."""
-        for item in upscaled:
+        for item in items:
             if isinstance(item, _Picture):
                 dst.mux(video_out.encode(_frame(item, width, height, colour)))
             elif isinstance(item, av.Packet):
@@ -261,27 +267,42 @@ def _transcode(
         if audio_out is not None and not copy_audio:
             dst.mux(audio_out.encode(None))
 
+    with tqdm(total=video_in.frames or None, unit="frame", disable=not progress, leave=False) as bar:
+        _overlapped(decode, upscale, encode)
+
+
+def _overlapped(
+    produce: Callable[[Callable[[object], None]], None],
+    transform: Callable[[object], object],
+    consume: Callable[[Iterable[object]], None],
+) -> None:
+    """produce(put) in a thread, transform(item) in this one, consume(items) in another, in order, with bounded
+    queues between them. What any of the three raises (Ctrl-C here included) stops the other two, and is raised here
+    once they have stopped: what they work on (the containers) may then be closed."""
     stop = threading.Event()
-    decoded, upscaled = _Pipe(stop), _Pipe(stop)
-    workers = [_Worker(decode, stop, "srkit-video-decode"), _Worker(encode, stop, "srkit-video-encode")]
-    bar = tqdm(total=video_in.frames or None, unit="frame", disable=not progress, leave=False)
+    produced, transformed = _Pipe(stop), _Pipe(stop)
+
+    def producer() -> None:
+        produce(produced.put)
+        produced.close()
+
+    workers = [
+        _Worker(producer, stop, "srkit-video-decode"),
+        _Worker(lambda: consume(transformed), stop, "srkit-video-encode"),
+    ]
     for worker in workers:
         worker.start()
     try:
-        for item in decoded:
-            if isinstance(item, _Picture):
-                _upscale(upscaler, item, width, height, colour.coding)
-                bar.update()
-            upscaled.put(item)
-        upscaled.close()
+        for item in produced:
+            transformed.put(transform(item))
+        transformed.close()
         workers[1].join()
     except _Stopped:
         pass  # a worker failed: its error is raised below
     finally:
-        stop.set()  # on an error or Ctrl-C here, the workers stop; the containers must outlive them
+        stop.set()
         for worker in workers:
             worker.join()
-        bar.close()
     for worker in workers:
         if worker.error is not None:
             raise worker.error
