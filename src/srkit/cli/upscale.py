@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from srkit import zoo
+from srkit.imaging.video import PRESETS, Encoding
 from srkit.upscale import Upscaler, plan, upscale_files
 
 
@@ -52,13 +53,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--half", action="store_true", help="float16 on CUDA")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    parser.add_argument("--crf", type=float, default=23, help="videos: H.264 quality, 0 (lossless) to 51 (default: 23)")
+    parser.add_argument("--preset", default="medium", help=f"videos: x264 preset, {'/'.join(PRESETS)} (default medium)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    encoding = Encoding(args.crf, args.preset)
     model = zoo.load_model(args.model, args.weights, args.scale, args.device)
     upscaler = Upscaler(model, scale=args.scale, tile=args.tile, device=args.device, half=args.half)
     jobs = plan(args.inputs, args.output, upscaler.scale)
-    summary = upscale_files(upscaler, jobs, overwrite=args.overwrite)
+    summary = upscale_files(upscaler, jobs, overwrite=args.overwrite, encoding=encoding)
     print(summary)
     return 1 if summary.failed else 0

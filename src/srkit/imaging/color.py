@@ -2,9 +2,12 @@
 
 The protocol measures PSNR on this Y. Integer images come back rounded to their type as MATLAB does;
 float images are in [0, 1] and stay float. Numpy arrays are HxWx3, torch tensors (..., 3, H, W).
+`YuvCoding` relates the Y'CbCr of a video in any matrix and range to this Y.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -81,3 +84,59 @@ def y_channel(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return image.astype(np.float64)
     return rgb_to_ycbcr(image.astype(np.float64) / 255.0)[..., 0] * 255.0
+
+
+# Kr and Kb of the Y'CbCr matrices of video (ITU-T H.273), by FFmpeg's names; Kg = 1 - Kr - Kb.
+MATRICES = {
+    "bt601": (0.299, 0.114),  # bt470bg and smpte170m; MATLAB's rgb2ycbcr
+    "bt709": (0.2126, 0.0722),
+    "fcc": (0.30, 0.11),
+    "smpte240m": (0.212, 0.087),
+    "bt2020nc": (0.2627, 0.0593),
+}
+
+
+@dataclass(frozen=True)
+class YuvCoding:
+    """How a video codes R'G'B' as 8-bit Y'CbCr: a matrix of MATRICES and a range (limited: Y in 16-235, Cb and Cr
+    in 16-240; full: all in 0-255)."""
+
+    matrix: str = "bt601"
+    full_range: bool = False
+
+    def __post_init__(self) -> None:
+        if self.matrix not in MATRICES:
+            raise SrkitError(f"unknown Y'CbCr matrix {self.matrix!r}; known: {', '.join(MATRICES)}")
+
+    @property
+    def luma_limits(self) -> tuple[int, int]:
+        return (0, 255) if self.full_range else (16, 235)
+
+    @property
+    def chroma_limits(self) -> tuple[int, int]:
+        return (0, 255) if self.full_range else (16, 240)
+
+    def to_bt601(self) -> tuple[float, float, float, float]:
+        """(g, a, b, c): MATLAB's BT.601 Y (`rgb2ycbcr`'s, the Y srkit's networks take) of the same R'G'B', in 8-bit
+        code values, is g * y + a * cb + b * cr + c for this coding's code values y, cb, cr.
+
+        With Y' = Kr R' + Kg G' + Kb B', Cb = (B' - Y') / (2 - 2 Kb), Cr = (R' - Y') / (2 - 2 Kr), BT.601's Y' of the
+        same R'G'B' is Y' + p Cb + q Cr, where (1, p, q) is BT.601's row of weights times the inverse of this matrix:
+        0 for BT.601 itself, 0.1016 and 0.1961 for BT.709 (a saturated colour's Y moves by up to 0.15). Codes: limited
+        y = 16 + 219 Y', cb = 128 + 224 Cb; full y = 255 Y', cb = 128 + 255 Cb; MATLAB's Y is 16 + 219 Y'. So BT.601
+        in the limited range is MATLAB's Y as it is: (1, 0, 0, 0).
+        """
+        kr, kb = MATRICES[self.matrix]
+        kg = 1 - kr - kb
+        forward = np.array(
+            [
+                [kr, kg, kb],
+                [-kr / (2 - 2 * kb), -kg / (2 - 2 * kb), 0.5],
+                [0.5, -kg / (2 - 2 * kr), -kb / (2 - 2 * kr)],
+            ]
+        )
+        bt601 = np.array([0.299, 0.587, 0.114])
+        _, p, q = np.round(bt601 @ np.linalg.inv(forward), 12)  # BT.601's own p and q are 0 up to rounding
+        luma, chroma, black = (255, 255, 0) if self.full_range else (219, 224, 16)
+        g, a, b = 219 / luma, 219 * p / chroma, 219 * q / chroma
+        return float(g), float(a), float(b), float(16 - g * black - 128 * (a + b))

@@ -169,14 +169,21 @@ def _output_name(path: Path) -> Path:
     return path.with_suffix(".mkv") if path.suffix.lower() == ".webm" else path
 
 
-def upscale_file(upscaler: Upscaler, source: str | Path, target: str | Path, progress: bool = False) -> None:
-    """Upscale one image or video file into `target`, atomically (a half-written file is never left)."""
+def upscale_file(
+    upscaler: Upscaler,
+    source: str | Path,
+    target: str | Path,
+    progress: bool = False,
+    encoding: video.Encoding | None = None,
+) -> None:
+    """Upscale one image or video file into `target`, atomically (a half-written file is never left); a video is
+    encoded with `encoding` (x264's defaults if None)."""
     source, target = Path(source), Path(target)
     if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(source, target)):
         raise SrkitError(f"{target}: is the input {source}; refusing to overwrite an input")
     if video.is_video(source):
         with atomic_path(target) as tmp:
-            video.upscale_video(upscaler, source, tmp, progress=progress)
+            video.upscale_video(upscaler, source, tmp, progress=progress, encoding=encoding)
         return
     picture = read_image(source)
     with atomic_path(target) as tmp:
@@ -187,7 +194,13 @@ def upscale_file(upscaler: Upscaler, source: str | Path, target: str | Path, pro
             write_image(tmp, Picture(upscaler.upscale_array(picture.pixels), picture.icc_profile))
 
 
-def upscale_files(upscaler: Upscaler, jobs: Sequence[Job], overwrite: bool = False, progress: bool = True) -> Summary:
+def upscale_files(
+    upscaler: Upscaler,
+    jobs: Sequence[Job],
+    overwrite: bool = False,
+    progress: bool = True,
+    encoding: video.Encoding | None = None,
+) -> Summary:
     """Run the jobs, counting what became of each: upscaled, skipped (the output exists) or failed.
 
     A file that fails is logged in one line and the run goes on. Existing outputs are kept unless
@@ -200,7 +213,7 @@ def upscale_files(upscaler: Upscaler, jobs: Sequence[Job], overwrite: bool = Fal
                 summary.skipped += 1
                 continue
             try:
-                upscale_file(upscaler, job.source, job.target, progress=progress)
+                upscale_file(upscaler, job.source, job.target, progress=progress, encoding=encoding)
             except SrkitError as error:
                 log.warning("%s", error)
                 summary.failed += 1

@@ -5,6 +5,7 @@ it to an image of any mode and size: Y models get the Y of YCbCr (Cb and Cr are 
 models all three colours, a grayscale image stays gray, alpha is upscaled with bicubic and the colour is
 premultiplied by it, so that garbage under transparent pixels cannot bleed into visible ones. Large images
 are cut into tiles that overlap by the receptive field, so the tiled output equals the untiled one exactly.
+A video frame's 4:2:0 planes are upscaled as they are, without RGB (`Upscaler.upscale_yuv420`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from PIL import Image
 from torch import nn
 
 from srkit.errors import SrkitError
-from srkit.imaging.color import INVERSE, OFFSET01, rgb_to_ycbcr, y_channel
+from srkit.imaging.color import INVERSE, OFFSET01, YuvCoding, rgb_to_ycbcr, y_channel
 from srkit.imaging.io import exif_orientation, from_array, to_array, upright
 from srkit.imaging.resize import imresize
 from srkit.metrics import to_uint8
@@ -125,7 +126,7 @@ class Upscaler:
         self.margin = -(-radius // scale) + BICUBIC_REACH if info.upsampled_input else max(radius, BICUBIC_REACH)
         # Peak bytes per input pixel while a window is upscaled: the network's, and the planes around it.
         self.bytes_per_pixel = network_bytes_per_pixel(self.model, scale, self.dtype) + PIPELINE_FLOATS * 4 * scale**2
-        self._upsamplers: dict[tuple, nn.Module] = {}  # bicubic convolutions, by channels and colour map
+        self._upsamplers: dict[tuple, nn.Module] = {}  # bicubic convolutions, by scale, channels and colour map
 
     def upscale(self, image: Image.Image | np.ndarray | torch.Tensor) -> Image.Image | np.ndarray | torch.Tensor:
         """Upscale a PIL image, a numpy image or a torch tensor; the result has the same kind and dtype.
@@ -159,6 +160,43 @@ class Upscaler:
         for y0, y1 in self._band_rows(pixels):
             self._band(pixels, y0, y1, out[y0 * self.scale : y1 * self.scale])
         return out
+
+    @property
+    def luma_only(self) -> bool:
+        """Whether the network sees only Y (Cb and Cr are upscaled with bicubic): video frames then stay YUV."""
+        return self.info.channels == "y"
+
+    @torch.no_grad()
+    def upscale_yuv420(self, y: np.ndarray, chroma: np.ndarray, coding: YuvCoding) -> tuple[np.ndarray, np.ndarray]:
+        """Upscale the planes of an 8-bit 4:2:0 video frame in its own coding, without RGB: Y (H, W) through the
+        network, Cb and Cr (2, ceil(H/2), ceil(W/2)) with bicubic at their own resolution. uint8 planes come back,
+        clamped to the coding's nominal range as RGB's [0, 255] clamps a gray.
+
+        The network takes MATLAB's BT.601 Y: BT.601 limited-range Y as it is, other codings' Y converted exactly
+        (`YuvCoding.to_bt601`), with Cb and Cr brought to Y's resolution by bicubic where the matrix is not BT.601,
+        and back.
+        """
+        if not self.luma_only:
+            raise SrkitError(f"{self.info.name} upscales RGB, not the Y plane of a video frame")
+        gain, cb, cr, offset = coding.to_bt601()
+        (y_lo, y_hi), (c_lo, c_hi) = coding.luma_limits, coding.chroma_limits
+        planes = torch.from_numpy(chroma).to(self.device).float()[:, None]  # Cb and Cr: a batch of two gray images
+        rounded = (np.eye(1), np.array([0.5]))  # +0.5: the cast to uint8 truncates
+        chroma = self._bicubic(planes, rounded).clamp_(c_lo + 0.5, c_hi + 0.5).to(torch.uint8)[:, 0].cpu().numpy()
+        if (gain, cb, cr, offset) == (1, 0, 0, 0):
+            out = self.upscale_array(y)
+            return np.clip(out, y_lo, y_hi, out=out), chroma
+        height, width = y.shape
+        luma = torch.from_numpy(y).to(self.device).float().mul_(gain / 255).add_(offset / 255)
+        share = (np.array([[cb, cr]]) / 255, np.zeros(1))  # Cb's and Cr's share of BT.601 Y in [0, 1] units
+        pair = planes.view(1, 2, *planes.shape[2:])
+        if cb or cr:
+            luma += self._bicubic(pair, share, scale=2)[0, 0, :height, :width]
+        out = torch.from_numpy(self.upscale_array(luma.cpu().numpy())).to(self.device)
+        if cb or cr:
+            out -= self._bicubic(pair, share, scale=2 * self.scale)[0, 0, : out.shape[0], : out.shape[1]]
+        out = out.mul_(255 / gain).add_(0.5 - offset / gain).clamp_(y_lo + 0.5, y_hi + 0.5)
+        return out.to(torch.uint8).cpu().numpy(), chroma
 
     def output_shape(self, pixels: np.ndarray) -> tuple[int, ...]:
         """The shape of `pixels` upscaled."""
@@ -258,13 +296,15 @@ class Upscaler:
         colours: tuple[np.ndarray, np.ndarray] | None = None,
         y: torch.Tensor | None = None,
         luma: np.ndarray | None = None,
+        scale: int | None = None,
     ) -> torch.Tensor:
-        """MATLAB bicubic upscaling of (1, C, h, w), then an affine map of its colours (matrix, offset), plus
-        luma * y for an image y (1, 1, H, W) of the output's size (see Bicubic)."""
+        """MATLAB bicubic upscaling of (n, C, h, w) by `scale` (the upscaler's by default), then an affine map of its
+        colours (matrix, offset), plus luma * y for an image y (n, 1, H, W) of the output's size (see Bicubic)."""
+        scale = scale or self.scale
         matrix, offset = colours if colours is not None else (np.eye(x.shape[1]), np.zeros(x.shape[1]))
-        key = (x.shape[1], *matrix.ravel(), *offset, *(() if luma is None else luma))
+        key = (scale, x.shape[1], *matrix.ravel(), *offset, *(() if luma is None else luma))
         if key not in self._upsamplers:
-            self._upsamplers[key] = Bicubic(self.scale, matrix, offset, self.device, luma)
+            self._upsamplers[key] = Bicubic(scale, matrix, offset, self.device, luma)
         return self._upsamplers[key](x, y)
 
 
