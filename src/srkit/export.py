@@ -31,7 +31,8 @@ from torch import nn
 from srkit.errors import SrkitError
 from srkit.files import atomic_path
 from srkit.imaging.color import FORWARD, INVERSE, OFFSET01
-from srkit.upscale import BICUBIC_REACH, _bicubic_phases, from_range, to_range
+from srkit.upscale import from_range, to_range
+from srkit.upscale.runtime import BICUBIC_REACH, bicubic_phases
 
 FORMATS = ("onnx", "torchscript", "pt2")
 FORMAT_NAMES = {"onnx": "ONNX", "torchscript": "TorchScript", "pt2": "torch.export (.pt2)"}
@@ -60,7 +61,7 @@ class Bicubic(nn.Module):
 
     def __init__(self, scale: int) -> None:
         super().__init__()
-        phases = _bicubic_phases(scale)  # (scale, 5): output phase r reads inputs -2..2 around its input pixel
+        phases = bicubic_phases(scale)  # (scale, 5): output phase r reads inputs -2..2 around its input pixel
         size = phases.shape[1]
         kernel = np.einsum("ri,sj->rsij", phases, phases).reshape(scale * scale, 1, size, size)
         self.register_buffer("kernel", torch.tensor(kernel, dtype=torch.float32))

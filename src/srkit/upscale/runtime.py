@@ -31,7 +31,7 @@ def _symmetric(length: int, before: int, after: int, device: torch.device) -> to
 
 
 @lru_cache(maxsize=16)
-def _bicubic_phases(scale: int) -> np.ndarray:
+def bicubic_phases(scale: int) -> np.ndarray:
     """MATLAB's bicubic upscaling by an integer scale in one dimension: (scale, 5) weights, one row per output
     phase r, for the inputs -2..2 around input pixel i that output scale * i + r reads."""
     n = 16
@@ -70,7 +70,7 @@ class Bicubic(nn.Module):
     ) -> None:
         super().__init__()
         self.stable = stable = device.type == "cpu" and torch.backends.mkldnn.is_available()
-        phases = _bicubic_phases(scale)  # (scale, 5)
+        phases = bicubic_phases(scale)  # (scale, 5)
         out_channels, in_channels = matrix.shape
         size = phases.shape[1]
         self.scale, self.group = scale, 1
