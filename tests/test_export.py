@@ -310,3 +310,15 @@ def test_contract_of_a_pipeline_is_rgb_uint8():
     entries = contract(model, "pipeline")
     assert entries["srkit.input"] == "RGB uint8 (N, H, W, 3)" and entries["srkit.output"] == "RGB uint8 (N, 3H, 3W, 3)"
     assert entries["srkit.upsampled_input"] == "false" and contract(model)["srkit.upsampled_input"] == "true"
+
+
+def test_a_multi_scale_weight_exports_its_pipeline_at_the_scale_asked(tmp_path, capsys):
+    weights = tmp_path / "vdsr.safetensors"
+    zoo.save_weights(build("vdsr", 3, depth=3, num_features=4), weights, {"depth": 3, "num_features": 4}, scales=(2, 3))
+    argv = ["export", "--weights", str(weights), "--pipeline", "-o", str(tmp_path / "v.onnx")]
+    assert main([*argv, "--scale", "2"]) == 0
+    image = np.random.default_rng(0).integers(0, 256, (1, 5, 6, 3), dtype=np.uint8)
+    assert run_onnx(tmp_path / "v.onnx", image).shape == (1, 10, 12, 3)
+    capsys.readouterr()
+    assert main(["export", "--weights", str(weights), "--scale", "4", "-o", str(tmp_path / "w.onnx")]) == 1
+    assert "upscales by 2 or 3, not by 4" in capsys.readouterr().err

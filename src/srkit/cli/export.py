@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 
 from torch import nn
@@ -59,6 +60,8 @@ def load_model(name: str | None, weights: str | None, scale: int | None) -> nn.M
         if name:
             raise SrkitError("give MODEL or --weights, not both")
         return _check_scale(zoo.load_weights(weights), scale, weights)
+    if name in zoo.records():  # a zoo id first: `vdsr` names both the architecture and its pretrained weights
+        return _check_scale(zoo.load_pretrained(name), scale, name)
     if name in models.names():
         if scale is None:
             pretrained = [i for _, i in sorted((r.scale, r.id) for r in zoo.records().values() if r.model == name)]
@@ -76,8 +79,12 @@ def load_model(name: str | None, weights: str | None, scale: int | None) -> nn.M
 
 
 def _check_scale(model: nn.Module, scale: int | None, source: str) -> nn.Module:
-    if scale is not None and scale not in model.info.scales:
+    """The model at `scale`, where it takes several (VDSR: the scale of --pipeline's bicubic steps)."""
+    if scale is None:
+        return model
+    if scale not in model.info.scales:
         raise SrkitError(f"{source} upscales by {' or '.join(map(str, model.info.scales))}, not by {scale}")
+    model.info = dataclasses.replace(model.info, scale=scale)
     return model
 
 
