@@ -6,6 +6,8 @@ import contextlib
 import csv
 import io
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,9 @@ from srkit.errors import SrkitError
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it into place on success, delete it on any failure.
 
+    The temporary file is `.NAME.HOST-PID.XXXXXXXX.tmp.SUFFIX`: one that a killed process (SIGKILL, the OOM killer)
+    could not delete is known as such later (`remove_orphans`).
+
     A failure names `path`, never the temporary file: an SrkitError raised in the block has the temporary path
     in its message replaced, and an OSError (no permission, a full disk, a folder in the way) becomes an
     SrkitError naming `path`. Missing folders above `path` are made.
@@ -26,7 +31,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+        prefix = f".{path.name}.{socket.gethostname()}-{os.getpid()}."
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp" + path.suffix)
         os.close(fd)
         tmp = Path(name)
         yield tmp
@@ -39,6 +45,34 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+
+
+def remove_orphans(folder: str | Path) -> int:
+    """Delete the temporary files of `atomic_path` that processes of this machine which no longer run left in
+    `folder` (killed by SIGKILL or the OOM killer, or a power cut); return how many. Those of running processes, and
+    of other machines writing to a shared folder, are left alone."""
+    pattern = re.compile(rf"\..+\.{re.escape(socket.gethostname())}-(\d+)\.\w+\.tmp")
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # missing, or not readable: nothing of ours is there
+        return 0
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match and entry.is_file(follow_symlinks=False) and not _running(int(match.group(1))):
+            Path(entry.path).unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def check_writable(path: str | Path, folder: bool = False) -> None:

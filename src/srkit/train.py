@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 
 # Recipe keys that may change when a run is resumed: they do not alter what is computed before `steps` (but a
 # cosine or linear decay, which is fitted to `steps`, changes its course from the resumed step on), or, for amp,
-# only its rounding (a bf16 run can go on in float32 on a CPU without bf16 arithmetic, and the other way round).
-RESUMABLE_CHANGES = {"steps", "val_every", "checkpoint_every", "log_every", "threads", "amp"}
+# only its rounding (a bf16 run can go on in float32 on a CPU without bf16 arithmetic, and the other way round), or,
+# for channels_last, only the memory layout (the faster one for float32 on an AVX2 CPU).
+RESUMABLE_CHANGES = {"steps", "val_every", "checkpoint_every", "log_every", "threads", "amp", "channels_last"}
 
 
 @dataclass

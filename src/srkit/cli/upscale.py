@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from srkit import zoo
 from srkit.imaging.video import PRESETS, Encoding
-from srkit.upscale import Upscaler, plan, upscale_files
+from srkit.upscale import Manifest, Shard, Upscaler, plan, upscale_files
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -55,14 +56,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     parser.add_argument("--crf", type=float, default=23, help="videos: H.264 quality, 0 (lossless) to 51 (default: 23)")
     parser.add_argument("--preset", default="medium", help=f"videos: x264 preset, {'/'.join(PRESETS)} (default medium)")
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="do shard I of N (I from 0 to N-1): the inputs whose path below their folder hashes to I, the same "
+        "split on every machine, so that N processes (a SLURM array, a Kubernetes Indexed Job) do every file once",
+    )
+    parser.add_argument(
+        "--manifest",
+        metavar="FILE.jsonl",
+        help="append one JSON line per input: source, output, status, seconds, sizes, error",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     encoding = Encoding(args.crf, args.preset)
+    shard = Shard.parse(args.shard) if args.shard else None
     model = zoo.load_model(args.model, args.weights, args.scale, args.device)
     upscaler = Upscaler(model, scale=args.scale, tile=args.tile, device=args.device, half=args.half)
-    jobs = plan(args.inputs, args.output, upscaler.scale)
-    summary = upscale_files(upscaler, jobs, overwrite=args.overwrite, encoding=encoding)
-    print(summary)
+    jobs = plan(args.inputs, args.output, upscaler.scale, shard=shard)
+    with contextlib.ExitStack() as stack:
+        manifest = stack.enter_context(Manifest(args.manifest, shard)) if args.manifest else None
+        summary = upscale_files(upscaler, jobs, overwrite=args.overwrite, encoding=encoding, manifest=manifest)
+    print(f"shard {shard}: {summary}" if shard else summary)
     return 1 if summary.failed else 0

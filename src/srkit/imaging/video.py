@@ -95,11 +95,12 @@ def upscale_video(
     target: str | Path,
     progress: bool = True,
     encoding: Encoding | None = None,
-) -> None:
-    """Upscale every frame of `source` into `target` (H.264, the same frame rate, the audio and colours kept)."""
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Upscale every frame of `source` into `target` (H.264, the same frame rate, the audio and colours kept).
+    Returns the (width, height) of the source and the output."""
     try:
         with av.open(str(source)) as src, _open_output(target) as dst:
-            _transcode(upscaler, src, dst, progress, encoding or Encoding())
+            return _transcode(upscaler, src, dst, progress, encoding or Encoding())
     except av.FFmpegError as error:
         raise SrkitError(f"{source}: cannot upscale the video ({error})") from None
     except SrkitError as error:
@@ -208,7 +209,7 @@ def _transcode(
     dst: av.container.OutputContainer,
     progress: bool,
     encoding: Encoding,
-) -> None:
+) -> tuple[tuple[int, int], tuple[int, int]]:
     if not src.streams.video:
         raise SrkitError("no video stream")
     if VIDEO_CODEC not in dst.supported_codecs:
@@ -269,6 +270,7 @@ def _transcode(
 
     with tqdm(total=video_in.frames or None, unit="frame", disable=not progress, leave=False) as bar:
         _overlapped(decode, upscale, encode)
+    return size, (width, height)
 
 
 def _overlapped(

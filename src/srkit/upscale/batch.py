@@ -6,6 +6,7 @@ import glob
 import itertools
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,11 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from srkit.errors import SrkitError
-from srkit.files import atomic_path, check_writable
+from srkit.files import atomic_path, check_writable, remove_orphans
 from srkit.imaging import video
 from srkit.imaging.io import IMAGE_SUFFIXES, Picture, read_image, write_image, write_png
 from srkit.upscale.pipeline import Upscaler
+from srkit.upscale.shards import Manifest, Shard
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ class Job:
 
     source: Path
     target: Path
+    relative: Path | None = None  # its path below the folder of the input that named it: what --shard hashes
 
 
 @dataclass
@@ -42,7 +45,7 @@ class Summary:
         return f"{self.upscaled} upscaled, {self.skipped} skipped (exists), {self.failed} failed"
 
 
-def plan(inputs: Sequence[str | Path], output: str | Path | None, scale: int) -> list[Job]:
+def plan(inputs: Sequence[str | Path], output: str | Path | None, scale: int, shard: Shard | None = None) -> list[Job]:
     """The jobs for files, folders (searched recursively) and glob patterns, checked before any is run.
 
     Without `output`, each output is written beside its input: a file's as NAME_x{scale}.EXT, a folder's files
@@ -53,21 +56,23 @@ def plan(inputs: Sequence[str | Path], output: str | Path | None, scale: int) ->
 
     A one-line error, before anything is written: an input that does not exist, two inputs that would be
     written to one output, an output that is an input, an output file with an unknown suffix, an output folder
-    that is a file or cannot be written.
+    that is a file or cannot be written. With `shard`, all of this is checked on every input, and the jobs of
+    that shard are returned.
     """
     found = _find([str(item) for item in inputs])
     folder = output is not None and str(output).endswith(("/", os.sep))  # `-o out.v2/` names a folder
     output = None if output is None else Path(output)
     if output is not None and output.suffix and not folder and not output.is_dir() and _one_file(inputs, found):
         _check_suffix(found[0].source, output)
-        jobs = [Job(found[0].source, output)]
+        jobs = [Job(found[0].source, output, found[0].relative)]
     else:
         if output is not None:
             check_writable(output, folder=True)
-        jobs = [Job(f.source, _output_name(_target(f, output, scale))) for f in found]
+        jobs = [Job(f.source, _output_name(_target(f, output, scale)), f.relative) for f in found]
     for target in {job.target.parent: job.target for job in jobs}.values():  # one output per folder
         check_writable(target)
-    return _distinct(jobs, found)
+    jobs = _distinct(jobs, found)
+    return jobs if shard is None else [job for job in jobs if shard.takes(job.relative)]
 
 
 @dataclass(frozen=True)
@@ -175,23 +180,23 @@ def upscale_file(
     target: str | Path,
     progress: bool = False,
     encoding: video.Encoding | None = None,
-) -> None:
+) -> tuple[tuple[int, int], tuple[int, int]]:
     """Upscale one image or video file into `target`, atomically (a half-written file is never left); a video is
-    encoded with `encoding` (x264's defaults if None)."""
+    encoded with `encoding` (x264's defaults if None). Returns the (width, height) of the input and the output."""
     source, target = Path(source), Path(target)
     if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(source, target)):
         raise SrkitError(f"{target}: is the input {source}; refusing to overwrite an input")
     if video.is_video(source):
         with atomic_path(target) as tmp:
-            video.upscale_video(upscaler, source, tmp, progress=progress, encoding=encoding)
-        return
+            return video.upscale_video(upscaler, source, tmp, progress=progress, encoding=encoding)
     picture = read_image(source)
+    height, width = upscaler.output_shape(picture.pixels)[:2]
     with atomic_path(target) as tmp:
         if target.suffix.lower() == ".png":  # streamed: the whole output is never in memory
-            height, width = upscaler.output_shape(picture.pixels)[:2]
             write_png(tmp, upscaler.bands(picture.pixels), height, width, picture.icc_profile)
         else:
             write_image(tmp, Picture(upscaler.upscale_array(picture.pixels), picture.icc_profile))
+    return (picture.pixels.shape[1], picture.pixels.shape[0]), (width, height)
 
 
 def upscale_files(
@@ -200,23 +205,36 @@ def upscale_files(
     overwrite: bool = False,
     progress: bool = True,
     encoding: video.Encoding | None = None,
+    manifest: Manifest | None = None,
 ) -> Summary:
-    """Run the jobs, counting what became of each: upscaled, skipped (the output exists) or failed.
+    """Run the jobs, counting what became of each: upscaled, skipped (the output exists) or failed, and writing
+    it to `manifest` if given.
 
     A file that fails is logged in one line and the run goes on. Existing outputs are kept unless
-    `overwrite`; an input is never overwritten.
+    `overwrite`; an input is never overwritten. The temporary files that a killed earlier run left in the output
+    folders are deleted first.
     """
+    for folder in {job.target.parent for job in jobs}:
+        if removed := remove_orphans(folder):
+            log.info("%s: deleted %d partial file(s) that a killed run left", folder, removed)
     summary = Summary()
     with logging_redirect_tqdm():
         for job in tqdm(jobs, unit="file", disable=not progress or len(jobs) < 2):
             if job.target.exists() and not overwrite and job.target.resolve() != job.source.resolve():
                 summary.skipped += 1
+                if manifest:
+                    manifest.record(job.source, job.target, "skipped")
                 continue
+            start = time.perf_counter()
             try:
-                upscale_file(upscaler, job.source, job.target, progress=progress, encoding=encoding)
+                sizes = upscale_file(upscaler, job.source, job.target, progress=progress, encoding=encoding)
             except SrkitError as error:
                 log.warning("%s", error)
                 summary.failed += 1
+                if manifest:
+                    manifest.record(job.source, job.target, "failed", time.perf_counter() - start, error=str(error))
             else:
                 summary.upscaled += 1
+                if manifest:
+                    manifest.record(job.source, job.target, "upscaled", time.perf_counter() - start, sizes)
     return summary
