@@ -6,13 +6,15 @@ most camera and web video, with AAC audio) panning over a benchmark image, is up
 with x264's veryfast preset (`--preset veryfast`), the encoder's share of two cores being what bounds the end to end
 rate. Beside them, in the same run: the network alone (the upscaler's per-frame work on decoded frames held in
 memory, no decoding or encoding) and a bicubic-only upscaler (srkit's MATLAB bicubic on every plane) through the
-same decode and encode path. With `--base SRC` (the `src` of another checkout, e.g. `git worktree add /tmp/base COMMIT`), that version's
-`upscale_file` runs on the same clips too, round by round in alternating order with this one (this CPU's speed
-swings ~2x within a day), each version in a process of its own. Medians over the rounds; CSV in
-benchmarks/results/ with the CPU named. Run it with the machine quiet.
+same decode and encode path. With `--base SRC` (the `src` of another checkout, e.g. `git worktree add /tmp/base
+COMMIT`), that version's `upscale_file` runs on the same clips too, round by round in alternating order with this
+one (this CPU's speed swings ~2x within a day), each version in a process of its own. Medians over the rounds; CSV in
+benchmarks/results/ with the CPU named. `--parts MODEL` times each stage apart instead (decoding, the upscaler on 1
+and 2 threads, Cb/Cr bicubic, x264 at four presets). Run it with the machine quiet.
 
     git worktree add /tmp/base 11c903a   # the commit before the video change (issue 36)
     python benchmarks/video_speed.py --data-root ../shared/datasets --base /tmp/base/src
+    python benchmarks/video_speed.py --data-root ../shared/datasets --parts espcn-x3 --frames 60
 """
 
 from __future__ import annotations
@@ -110,6 +112,55 @@ def decoded(clip: Path, count: int):
             if len(frames) == count:
                 break
     return frames
+
+
+def timed(fn, items: list) -> tuple[float, list]:
+    """ms per item of fn over the items, and the results."""
+    start = time.perf_counter()
+    results = [fn(item) for item in items]
+    return (time.perf_counter() - start) / len(items) * 1e3, results
+
+
+def parts(clip: Path, model: str, count: int = 60) -> None:
+    """Print each stage of the video path timed apart, in ms a frame: decoding, the upscaler on 1 and 2 threads,
+    Cb/Cr bicubic, and x264 encoding of the upscaled frames at a few presets."""
+    import av
+    import numpy as np
+    import torch
+
+    from srkit import zoo
+    from srkit.imaging.color import YuvCoding
+    from srkit.upscale import Upscaler
+
+    start = time.perf_counter()
+    frames, coding = decoded(clip, count), YuvCoding("bt601", False)
+    print(f"decoding: {(time.perf_counter() - start) / len(frames) * 1e3:.1f}")
+    upscaler = Upscaler(zoo.load_model(model, None, None, "cpu"))
+    for threads in (2, 1):
+        torch.set_num_threads(threads)
+        upscaler.upscale_yuv420(*frames[0], coding)  # warm-up
+        ms, upscaled = timed(lambda planes: upscaler.upscale_yuv420(*planes, coding), frames)
+        print(f"{model} upscaler, {threads} thread(s): {ms:.1f}")
+    torch.set_num_threads(2)
+    bicubic = BicubicFrames(upscaler.scale)
+    print(f"Cb/Cr bicubic: {timed(lambda planes: bicubic._planes(planes[1]), frames)[0]:.1f}")
+    height, width = upscaled[0][0].shape
+    for preset in ("medium", "fast", "faster", "veryfast"):
+        with av.open(str(clip.with_name("encoded.mp4")), "w") as container:
+            stream = container.add_stream("libx264", rate=FPS, options={"crf": "23", "preset": preset})
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+
+            def encode(planes, stream=stream, container=container) -> None:
+                frame = av.VideoFrame(width, height, "yuv420p")
+                for plane, pixels in zip(frame.planes, (planes[0], *planes[1]), strict=True):
+                    np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width] = pixels
+                container.mux(stream.encode(frame))
+
+            start = time.perf_counter()
+            for planes in upscaled:
+                encode(planes)
+            container.mux(stream.encode(None))  # the frames still in x264's lookahead and threads
+            print(f"x264 {preset}: {(time.perf_counter() - start) / len(upscaled) * 1e3:.1f}")
 
 
 def worker() -> None:
@@ -210,10 +261,17 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--scales", nargs="+", type=int, default=sorted(CASES, reverse=True))
     parser.add_argument("--name", default="video_speed", help="basename of the CSV written")
+    parser.add_argument("--parts", metavar="MODEL", help="only time each stage apart for MODEL (e.g. espcn-x3)")
     args = parser.parse_args()
     if args.data_root is None:
         parser.error("give --data-root (or set SRKIT_DATA)")
     sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
+    if args.parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            clip = Path(tmp) / "clip.mp4"
+            make_clip(clip, args.data_root / IMAGE, int(args.parts.split("x")[-1]), args.frames)
+            parts(clip, args.parts, min(args.frames, 60))
+        return
     from srkit.files import write_csv
     from srkit.machine import cpu
 
