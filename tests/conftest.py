@@ -1,5 +1,5 @@
-"""Shared fixtures: where the optional reference data lives (../shared beside the repository), and a tiny data root of
-generated images that trainings run on."""
+"""Shared fixtures: where the optional reference data lives (../shared beside the repository), a tiny data root of
+generated images that trainings run on, and a small network's weights file."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+from srkit import models
+from srkit.zoo import save_weights
 
 SHARED = Path(os.environ.get("SRKIT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 
@@ -27,6 +31,15 @@ def datasets() -> Path:
     if not (folder / "Set5").is_dir():
         pytest.skip(f"benchmark datasets not found at {folder} (set SRKIT_DATA)")
     return folder
+
+
+@pytest.fixture
+def tiny_weights(tmp_path) -> Path:
+    """A weights file of a small ESPCN x3 (8 and 8 features): the CLI's upscaling at test speed."""
+    torch.manual_seed(0)
+    path = tmp_path / "espcn.safetensors"
+    save_weights(models.build("espcn", 3, features=(8, 8)), path, {"features": (8, 8)})
+    return path
 
 
 def _image(rng: np.random.Generator, h: int, w: int) -> Image.Image:

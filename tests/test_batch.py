@@ -7,12 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from srkit import models
 from srkit.cli import main
-from srkit.zoo import save_weights
 
 
 def save_photo(path: Path, height: int = 6, width: int = 7, channels: int = 3) -> Path:
@@ -28,19 +25,11 @@ def files(folder: Path) -> list[str]:
 
 
 @pytest.fixture
-def weights(tmp_path) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path / "espcn.safetensors"
-    save_weights(models.build("espcn", 3, features=(8, 8)), path, {"features": (8, 8)})
-    return path
-
-
-@pytest.fixture
-def upscale(weights, capsys):
+def upscale(tiny_weights, capsys):
     """`srkit upscale ARGS --weights W`: (exit code, stdout, stderr)."""
 
     def run(*args: str | Path) -> tuple[int, str, str]:
-        code = main(["upscale", *map(str, args), "--weights", str(weights)])
+        code = main(["upscale", *map(str, args), "--weights", str(tiny_weights)])
         out, err = capsys.readouterr()
         return code, out, err
 

@@ -16,15 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from srkit import models
 from srkit.cli import main
 from srkit.errors import SrkitError
 from srkit.files import remove_orphans
 from srkit.upscale import Shard, plan
-from srkit.zoo import save_weights
 
 SHARDS = 3
 
@@ -47,14 +44,6 @@ def manifest_lines(*paths: Path) -> list[dict]:
     return [json.loads(line) for path in paths if path.exists() for line in path.read_text().splitlines()]
 
 
-@pytest.fixture
-def weights(tmp_path) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path / "espcn.safetensors"
-    save_weights(models.build("espcn", 3, features=(8, 8)), path, {"features": (8, 8)})
-    return path
-
-
 def srkit(*args: str | Path) -> subprocess.Popen:
     """`srkit ARGS` in a process of its own, as on a cluster node."""
     command = [sys.executable, "-m", "srkit", *map(str, args)]
@@ -74,14 +63,11 @@ def test_shards_split_the_inputs_the_same_way_wherever_the_archive_is(tmp_path):
     assert all(len(share) >= 5 for share in shares[0]), [len(share) for share in shares[0]]
 
 
-def test_three_concurrent_shards_write_every_output_once(tmp_path, weights):
+def test_three_concurrent_shards_write_every_output_once(tmp_path, tiny_weights):
     names = photos(tmp_path / "archive", 30)
     manifests = [tmp_path / f"manifest-{i}.jsonl" for i in range(SHARDS)]
-    processes = [
-        srkit("upscale", tmp_path / "archive", "-o", tmp_path / "out", "--weights", weights, "--shard", f"{i}/{SHARDS}",
-              "--manifest", manifests[i])
-        for i in range(SHARDS)
-    ]  # fmt: skip
+    run = ("upscale", tmp_path / "archive", "-o", tmp_path / "out", "--weights", tiny_weights)
+    processes = [srkit(*run, "--shard", f"{i}/{SHARDS}", "--manifest", manifests[i]) for i in range(SHARDS)]
     results = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0] * SHARDS, results
     assert files(tmp_path / "out") == names
@@ -96,10 +82,10 @@ def test_three_concurrent_shards_write_every_output_once(tmp_path, weights):
 
 
 @pytest.mark.parametrize("kill", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_a_killed_shard_run_again_completes_the_set_with_no_partial_file(tmp_path, weights, kill):
+def test_a_killed_shard_run_again_completes_the_set_with_no_partial_file(tmp_path, tiny_weights, kill):
     names = photos(tmp_path / "archive", 30, size=160)
     manifest = tmp_path / "manifest.jsonl"
-    run = ("upscale", tmp_path / "archive", "-o", tmp_path / "out", "--weights", weights, "--shard", "0/1")
+    run = ("upscale", tmp_path / "archive", "-o", tmp_path / "out", "--weights", tiny_weights, "--shard", "0/1")
     process = srkit(*run, "--manifest", manifest)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # kill it while it writes an output: a temporary file exists
@@ -148,20 +134,20 @@ def test_orphans_of_killed_processes_are_removed_others_kept(tmp_path):
         ("a/b", "--shard a/b: give I/N, shard I of N counted from 0, such as 0/4"),
     ],
 )
-def test_bad_shards_are_one_line_errors(tmp_path, weights, capsys, value, message):
+def test_bad_shards_are_one_line_errors(tmp_path, tiny_weights, capsys, value, message):
     photos(tmp_path / "archive", 2, size=4)
     with pytest.raises(SrkitError, match=f"^{re.escape(message)}$"):
         Shard.parse(value)
-    code = main(["upscale", str(tmp_path / "archive"), "--weights", str(weights), f"--shard={value}"])
+    code = main(["upscale", str(tmp_path / "archive"), "--weights", str(tiny_weights), f"--shard={value}"])
     assert (code, capsys.readouterr().err) == (1, f"srkit: error: {message}\n")
     assert not (tmp_path / "archive_x3").exists()
 
 
-def test_manifest_records_skipped_and_failed_inputs(tmp_path, weights, capsys):
+def test_manifest_records_skipped_and_failed_inputs(tmp_path, tiny_weights, capsys):
     photos(tmp_path / "archive", 3, size=4)
     (tmp_path / "archive" / "z-broken.png").write_bytes(b"not a png")
     manifest = tmp_path / "logs" / "run.jsonl"
-    args = ["upscale", str(tmp_path / "archive"), "--weights", str(weights), "--manifest", str(manifest)]
+    args = ["upscale", str(tmp_path / "archive"), "--weights", str(tiny_weights), "--manifest", str(manifest)]
     assert main(args) == 1
     assert main(args) == 1
     capsys.readouterr()
