@@ -157,3 +157,16 @@ def test_manifest_records_skipped_and_failed_inputs(tmp_path, tiny_weights, caps
     failed = first[-1]
     assert "z-broken.png" in failed["error"] and failed["output_bytes"] is None and failed["input_bytes"] == 9
     assert second[0]["output_bytes"] > 0 and second[0]["output_size"] is None
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n", b"notes\n", b"[1, 2]\n"], ids=["png", "text", "json"])
+def test_a_manifest_path_that_names_another_file_is_refused(tmp_path, tiny_weights, capsys, content):
+    photos(tmp_path / "archive", 1, size=4)
+    other = tmp_path / "archive" / "a" / "0" / "photo-000.png" if content.startswith(b"\x89") else tmp_path / "notes"
+    if not other.exists():
+        other.write_bytes(content)
+    before = other.read_bytes()
+    code = main(["upscale", str(tmp_path / "archive"), "--weights", str(tiny_weights), "--manifest", str(other)])
+    message = f"srkit: error: {other}: is not a srkit manifest (JSON Lines); refusing to append to it\n"
+    assert (code, capsys.readouterr().err, other.read_bytes()) == (1, message, before)
+    assert not (tmp_path / "archive_x3").exists(), "refused before any work"

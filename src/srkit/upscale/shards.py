@@ -63,6 +63,7 @@ class Manifest:
     def __init__(self, path: str | Path, shard: Shard | None = None) -> None:
         self.path, self.shard = Path(path), shard
         check_writable(self.path)
+        _check_manifest(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -107,6 +108,23 @@ class Manifest:
 
     def __exit__(self, kind: type | None, value: BaseException | None, traceback: TracebackType | None) -> None:
         self.close()
+
+
+def _check_manifest(path: Path) -> None:
+    """Refuse to append to a file that is not empty and not a manifest: a mistyped path must not damage a file."""
+    try:
+        with path.open("rb") as file:
+            first = file.readline(1 << 16)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise SrkitError(f"{path}: cannot read ({error.strerror or error})") from None
+    try:
+        manifest = not first or "source" in json.loads(first)
+    except (ValueError, TypeError):
+        manifest = False
+    if not manifest:
+        raise SrkitError(f"{path}: is not a srkit manifest (JSON Lines); refusing to append to it")
 
 
 def _bytes(path: Path) -> int | None:
