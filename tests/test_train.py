@@ -1,5 +1,6 @@
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -90,6 +91,17 @@ def test_amp_is_the_recipes_and_may_change_on_resume(root, tmp_path):
     assert main([*run, *fast, "--set", "steps=4", "--amp", "none", "--resume"]) == 0
     assert "amp: none" in (tmp_path / "run" / "recipe.yaml").read_text()
     assert main([*run, *fast, "--set", "steps=6", "--set", "lr=0.5", "--resume"]) == 1
+
+
+def test_resume_may_change_channels_last_and_deletes_a_killed_runs_partial_checkpoint(root, tmp_path):
+    Trainer(_recipe(), tmp_path / "run", root, progress=False).run()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / "run" / f".checkpoint.pt.{socket.gethostname()}-{dead.pid}.x1y2z3w4.tmp.pt"
+    orphan.write_bytes(b"half a checkpoint")
+    Trainer(_recipe(steps=4, channels_last=True), tmp_path / "run", root, progress=False).run(resume=True)
+    assert _final_state(tmp_path / "run")["progress"]["step"] == 4
+    assert not orphan.exists()
 
 
 def test_resume_refuses_a_different_recipe(root, tmp_path):

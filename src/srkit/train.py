@@ -31,7 +31,7 @@ from tqdm import tqdm
 from srkit import models
 from srkit.data import TrainSet, benchmark, training_files
 from srkit.errors import SrkitError
-from srkit.files import atomic_path, write_text
+from srkit.files import atomic_path, remove_orphans, write_text
 from srkit.machine import cpu
 from srkit.metrics import psnr
 from srkit.recipes import STAGE, Recipe, Stage
@@ -282,6 +282,7 @@ class Trainer:
         self._saved_step = self.state.step
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
+            remove_orphans(self.out)  # a checkpoint half-written when a killed run stopped
             write_text(self.out / "recipe.yaml", yaml.safe_dump(_plain(recipe.to_dict()), sort_keys=False))
         self.logger = RunLog(self.out, self.state.step) if self.rank == 0 else None
         stop = _Stop()
