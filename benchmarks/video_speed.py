@@ -102,13 +102,13 @@ class BicubicFrames:
 def decoded(clip: Path, count: int):
     """The first `count` frames of the clip as the video path hands them to its upscaler: 4:2:0 planes."""
     import av
-    import numpy as np
+
+    from srkit.imaging.video import yuv420_planes
 
     frames = []
     with av.open(str(clip)) as container:
         for frame in container.decode(video=0):
-            y, cb, cr = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in frame.planes)
-            frames.append((np.array(y), np.stack([cb, cr])))
+            frames.append(yuv420_planes(frame))
             if len(frames) == count:
                 break
     return frames
@@ -125,11 +125,11 @@ def parts(clip: Path, model: str, count: int = 60) -> None:
     """Print each stage of the video path timed apart, in ms a frame: decoding, the upscaler on 1 and 2 threads,
     Cb/Cr bicubic, and x264 encoding of the upscaled frames at a few presets."""
     import av
-    import numpy as np
     import torch
 
     from srkit import zoo
     from srkit.imaging.color import YuvCoding
+    from srkit.imaging.video import yuv420_frame
     from srkit.upscale import Upscaler
 
     start = time.perf_counter()
@@ -150,15 +150,9 @@ def parts(clip: Path, model: str, count: int = 60) -> None:
             stream = container.add_stream("libx264", rate=FPS, options={"crf": "23", "preset": preset})
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
 
-            def encode(planes, stream=stream, container=container) -> None:
-                frame = av.VideoFrame(width, height, "yuv420p")
-                for plane, pixels in zip(frame.planes, (planes[0], *planes[1]), strict=True):
-                    np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width] = pixels
-                container.mux(stream.encode(frame))
-
             start = time.perf_counter()
             for planes in upscaled:
-                encode(planes)
+                container.mux(stream.encode(yuv420_frame(*planes)))
             container.mux(stream.encode(None))  # the frames still in x264's lookahead and threads
             print(f"x264 {preset}: {(time.perf_counter() - start) / len(upscaled) * 1e3:.1f}")
 
@@ -181,7 +175,8 @@ def worker() -> None:
                 else Upscaler(zoo.load_model(model, None, None, "cpu"))
             )
         upscaler = upscalers[model]
-        if request["kind"] == "network":  # per frame, as the video path calls it
+        if request["kind"] == "network":  # per frame, as the video path calls it (this version only: the base may
+            # predate the YUV path, so what it lacks is imported here)
             from srkit.imaging.color import YuvCoding
 
             frames, coding = decoded(clip, request["frames"]), YuvCoding("bt601", False)

@@ -41,10 +41,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except SrkitError as error:
         raise SrkitError(str(error).replace(str(tmp), str(path)) if tmp else str(error)) from None
     except OSError as error:
-        raise SrkitError(f"{path}: cannot write ({error.strerror or error})") from None
+        raise cannot("write", path, error) from None
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+
+
+def cannot(action: str, path: str | Path, error: OSError) -> SrkitError:
+    """The one-line error for an OSError on `path`: 'PATH: cannot write (Permission denied)'."""
+    return SrkitError(f"{path}: cannot {action} ({error.strerror or error})")
 
 
 def remove_orphans(folder: str | Path) -> int:

@@ -315,11 +315,29 @@ def _picture(frame: av.VideoFrame, yuv: bool) -> _Picture:
     pixels."""
     picture = _Picture(frame.pts, frame.time_base)
     if yuv and frame.format.name in YUV420:
-        y, cb, cr = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in frame.planes)
-        picture.planes = np.array(y), np.stack([cb, cr])
+        picture.planes = yuv420_planes(frame)
     else:  # FFmpeg converts with the frame's own matrix and range
         picture.rgb = frame.to_ndarray(format="rgb24")
     return picture
+
+
+def yuv420_planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray]:
+    """A 4:2:0 frame's Y (H, W) and Cb, Cr (2, H/2, W/2), uint8, copied out of the decoder's buffers."""
+    y, cb, cr = (_plane(p) for p in frame.planes)
+    return np.array(y), np.stack([cb, cr])
+
+
+def yuv420_frame(y: np.ndarray, chroma: np.ndarray) -> av.VideoFrame:
+    """A yuv420p frame holding Y (H, W) and Cb, Cr (2, H/2, W/2)."""
+    frame = av.VideoFrame(y.shape[1], y.shape[0], PIXEL_FORMAT)
+    for plane, pixels in zip(frame.planes, (y, *chroma), strict=True):
+        _plane(plane)[:] = pixels
+    return frame
+
+
+def _plane(plane: av.video.plane.VideoPlane) -> np.ndarray:
+    """A frame plane's pixels, a view without the rows' padding."""
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
 
 
 def _upscale(upscaler: FrameUpscaler, picture: _Picture, width: int, height: int, coding: YuvCoding | None) -> None:
@@ -334,10 +352,7 @@ def _upscale(upscaler: FrameUpscaler, picture: _Picture, width: int, height: int
 def _frame(picture: _Picture, width: int, height: int, colour: _Colour) -> av.VideoFrame:
     """The encoder's yuv420p frame of an upscaled _Picture, in the output's matrix and range."""
     if picture.planes is not None:
-        frame = av.VideoFrame(width, height, PIXEL_FORMAT)
-        y, chroma = picture.planes
-        for plane, pixels in zip(frame.planes, (y, *chroma), strict=True):
-            np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width] = pixels
+        frame = yuv420_frame(*picture.planes)
         frame.colorspace, frame.color_range = colour.matrix, FULL if colour.full_range else LIMITED
     else:
         rgb = av.VideoFrame.from_ndarray(picture.rgb, format="rgb24")

@@ -37,7 +37,7 @@ class Job:
 class Summary:
     """What a run over many files did."""
 
-    upscaled: int = 0
+    upscaled: int = 0  # the fields are the statuses of upscale_files and its manifest
     skipped: int = 0  # the output existed
     failed: int = 0
 
@@ -220,21 +220,17 @@ def upscale_files(
     summary = Summary()
     with logging_redirect_tqdm():
         for job in tqdm(jobs, unit="file", disable=not progress or len(jobs) < 2):
+            start, sizes, error = time.perf_counter(), None, None
             if job.target.exists() and not overwrite and job.target.resolve() != job.source.resolve():
-                summary.skipped += 1
-                if manifest:
-                    manifest.record(job.source, job.target, "skipped")
-                continue
-            start = time.perf_counter()
-            try:
-                sizes = upscale_file(upscaler, job.source, job.target, progress=progress, encoding=encoding)
-            except SrkitError as error:
-                log.warning("%s", error)
-                summary.failed += 1
-                if manifest:
-                    manifest.record(job.source, job.target, "failed", time.perf_counter() - start, error=str(error))
+                status = "skipped"
             else:
-                summary.upscaled += 1
-                if manifest:
-                    manifest.record(job.source, job.target, "upscaled", time.perf_counter() - start, sizes)
+                try:
+                    sizes = upscale_file(upscaler, job.source, job.target, progress=progress, encoding=encoding)
+                    status = "upscaled"
+                except SrkitError as failure:
+                    log.warning("%s", failure)
+                    status, error = "failed", str(failure)
+            setattr(summary, status, getattr(summary, status) + 1)
+            if manifest:
+                manifest.record(job.source, job.target, status, time.perf_counter() - start, sizes, error)
     return summary

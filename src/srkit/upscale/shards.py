@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 from srkit.errors import SrkitError
-from srkit.files import check_writable
+from srkit.files import cannot, check_writable
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Manifest:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         except OSError as error:
-            raise SrkitError(f"{self.path}: cannot write ({error.strerror or error})") from None
+            raise cannot("write", self.path, error) from None
 
     def record(
         self,
@@ -96,7 +96,7 @@ class Manifest:
         try:
             written = os.write(self._fd, data)
         except OSError as error:
-            raise SrkitError(f"{self.path}: cannot write ({error.strerror or error})") from None
+            raise cannot("write", self.path, error) from None
         if written != len(data):
             raise SrkitError(f"{self.path}: cannot write (the disk is full?)")
 
@@ -118,7 +118,7 @@ def _check_manifest(path: Path) -> None:
     except FileNotFoundError:
         return
     except OSError as error:
-        raise SrkitError(f"{path}: cannot read ({error.strerror or error})") from None
+        raise cannot("read", path, error) from None
     try:
         manifest = not first or "source" in json.loads(first)
     except (ValueError, TypeError):
