@@ -59,7 +59,7 @@ def measure(nets: dict[str, torch.nn.Module], dataset: str, scale: int, root: Pa
                 "scale": scale,
                 "psnr": round(float(mean[0]), 3),
                 "ssim": round(float(mean[1]), 4),
-                "hf_ratio": round(float(mean[2]), 3),
+                "hf_ratio": round(float(mean[2]), 4),
                 "images": len(pairs),
             }
         )
@@ -69,7 +69,7 @@ def measure(nets: dict[str, torch.nn.Module], dataset: str, scale: int, root: Pa
 def markdown(rows: list[dict]) -> str:
     lines = ["| method | set | PSNR | SSIM | high-frequency power ratio (HR = 1) |", "|---|---|---|---|---|"]
     lines += [
-        f"| {r['method']} | {r['dataset']} x{r['scale']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['hf_ratio']:.3f} |"
+        f"| {r['method']} | {r['dataset']} x{r['scale']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['hf_ratio']:.4f} |"
         for r in rows
     ]
     return "\n".join(lines)
