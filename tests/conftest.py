@@ -1,5 +1,5 @@
 """Shared fixtures: where the optional reference data lives (../shared beside the repository), a tiny data root of
-generated images that trainings run on, and a small network's weights file."""
+generated images that trainings run on, a small network's weights file, and the zoo with a small VDSR record."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from srkit import models
+from srkit import models, zoo
 from srkit.zoo import save_weights
 
 SHARED = Path(os.environ.get("SRKIT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
@@ -59,3 +59,22 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
             _image(rng, h, w).save(root / name / f"{i}.png")
     _image(rng, 64, 64).convert("L").save(root / "T91" / "gray.png")
     return root
+
+
+@pytest.fixture
+def vdsr_in_the_zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> zoo.Record:
+    """The zoo with a small VDSR record beside the shipped weights: one weight for x2, x3 and x4, as issue 32's."""
+    torch.manual_seed(0)
+    options = {"depth": 3, "num_features": 4}
+    model = models.build("vdsr", 3, **options)
+    file = tmp_path / "vdsr.safetensors"
+    save_weights(model, file, options, scales=(2, 3, 4))
+    fake = zoo.Record(
+        "vdsr", "vdsr", options, 3, (2, 3, 4), "T91+BSD200", file.name, zoo.sha256(file), zoo.count_params(model),
+        "recipes/vdsr.yaml", "", (),
+    )  # fmt: skip
+    shipped = zoo.records()
+    path = zoo.Record.path
+    monkeypatch.setattr(zoo.Record, "path", property(lambda r: file if r is fake else path.fget(r)))
+    monkeypatch.setattr(zoo, "records", lambda: {**shipped, fake.id: fake})
+    return fake

@@ -91,6 +91,21 @@ def test_results_are_bicubic_and_each_model_as_the_library_makes_them(client):
     assert "psnr" not in espcn
 
 
+def test_a_multi_scale_model_is_offered_and_run_at_each_of_its_scales(vdsr_in_the_zoo):
+    web_app.load_upscaler.cache_clear()  # a "vdsr" upscaler of another test's zoo must not answer
+    image = photo(9, 11)
+    with TestClient(create_app(LIMITS)) as client:
+        config = client.get("/api/config").json()
+        for entry in config["scales"]:
+            assert ("vdsr" in [m["id"] for m in entry["models"]]) == (entry["scale"] in (2, 3, 4))
+        for scale in (2, 4):
+            _, lines = post(client, png(image), scale=scale, models=("vdsr",))
+            vdsr = lines[-1]["results"][1]
+            assert (vdsr["name"], vdsr["width"], vdsr["height"]) == ("vdsr", 11 * scale, 9 * scale)
+            np.testing.assert_array_equal(decode(vdsr), srkit.load("vdsr", scale=scale).upscale(image))
+    web_app.load_upscaler.cache_clear()
+
+
 def test_ground_truth_gives_psnr_and_ssim_with_the_protocol(client):
     hr = photo(50, 61)  # mod-cropped to 48x60 at x3
     lr = imresize(modcrop(hr, 3), scale=1 / 3)

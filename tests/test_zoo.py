@@ -144,3 +144,37 @@ def test_model_messages_say_what_was_typed_and_what_would_work(tmp_path: Path, c
     assert main(["upscale", str(photo), "--model", "fsrcnn", "--scale", "2"]) == 0
     assert Image.open(tmp_path / "a_x2.png").size == (14, 12)
     assert srkit.load("fsrcnn", scale=4).info.name == "fsrcnn"
+
+
+def test_a_multi_scale_zoo_record_is_taken_at_each_of_its_scales(vdsr_in_the_zoo, tmp_path, capsys) -> None:
+    photo = tmp_path / "a.png"
+    Image.fromarray(np.full((6, 7, 3), 100, np.uint8)).save(photo)
+    for scale in (2, 3, 4):
+        out = tmp_path / f"a_vdsr_x{scale}.png"
+        assert main(["upscale", str(photo), "--model", "vdsr", "--scale", str(scale), "-o", str(out)]) == 0
+        assert Image.open(out).size == (7 * scale, 6 * scale)
+        assert srkit.load("vdsr", scale=scale).upscale(np.zeros((5, 6), np.float32)).shape == (5 * scale, 6 * scale)
+    assert main(["upscale", str(photo), "--model", "vdsr"]) == 0  # the record's own scale
+    assert Image.open(tmp_path / "a_x3.png").size == (21, 18)
+    capsys.readouterr()
+
+    assert main(["upscale", str(photo), "--model", "vdsr", "--scale", "5"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "vdsr upscales by 2 or 3 or 4, not by 5" in err
+    with pytest.raises(SrkitError, match="not by 5"):
+        srkit.load("vdsr", scale=5)
+
+    assert main(["export", "vdsr", "--scale", "4", "--pipeline", "-o", str(tmp_path / "vdsr.pt2")]) == 0
+    assert main(["export", "vdsr", "--scale", "5", "-o", str(tmp_path / "vdsr5.pt2")]) == 1
+    assert "not by 5" in capsys.readouterr().err
+    assert main(["models"]) == 0
+    assert "vdsr" in capsys.readouterr().out
+
+
+def test_a_multi_scale_zoo_record_is_evaluated_at_each_of_its_scales(vdsr_in_the_zoo, datasets, capsys) -> None:
+    args = ["eval", "--model", "vdsr", "--dataset", "Set5", "--data-root", str(datasets)]
+    assert main([*args, "--scale", "2", "3", "4"]) == 0
+    rows = [line.split()[:3] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows == [["vdsr", "Set5", f"x{scale}"] for scale in (2, 3, 4)]
+    assert main([*args, "--scale", "5"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
