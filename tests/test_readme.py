@@ -37,7 +37,8 @@ ILLUSTRATIVE = re.compile(r"#\s*illustrative\b")
 SERVE = re.compile(r"^srkit serve\b")
 BLOCK_SECONDS = 900  # a block takes seconds to a minute on an idle machine; this only stops one that hangs
 SERVER_START_SECONDS = 120
-MAX_README_CHARS = 12_000
+# The README's own words; the zoo table that benchmarks/zoo_results.py writes into it grows with the zoo
+MAX_README_CHARS = 11_000
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,10 @@ def test_readme_names_only_what_a_user_has() -> None:
 
 
 def test_readme_is_for_users() -> None:
-    assert len(README.read_text()) <= MAX_README_CHARS, "measurements and lab notes belong in docs/"
+    text = README.read_text()
+    table = re.search("<!-- zoo table: .*?<!-- end of zoo table -->", text, re.S)
+    assert table, "the README has its zoo table between the markers benchmarks/zoo_results.py writes between"
+    assert len(text) - len(table.group()) <= MAX_README_CHARS, "measurements and lab notes belong in docs/"
 
 
 @pytest.mark.parametrize("page", [README, *sorted((ROOT / "docs").glob("*.md"))], ids=lambda p: p.name)
