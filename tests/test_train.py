@@ -8,7 +8,10 @@ import time
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+import srkit
+from srkit import zoo
 from srkit.cli import main
 from srkit.errors import SrkitError
 from srkit.models import build
@@ -43,6 +46,38 @@ def test_resumed_run_equals_uninterrupted(root, tmp_path):
     losses = [line.split(",")[3] for line in (tmp_path / "whole" / "log.csv").read_text().splitlines()[1:]]
     resumed_losses = [line.split(",")[3] for line in (tmp_path / "part" / "log.csv").read_text().splitlines()[1:]]
     assert losses == resumed_losses
+
+
+def test_a_runs_checkpoint_is_taken_wherever_weights_are(root, tmp_path, capsys):
+    """`--weights runs/x/checkpoint.pt` measures or uses a run in progress: the network its final weights hold."""
+    options = {"depth": 3, "num_features": 4}
+    recipe = _recipe(model="vdsr", scales=[2, 3], model_options=options, patch_size=12)
+    Trainer(recipe, tmp_path / "run", root, progress=False).run()
+    checkpoint, final = tmp_path / "run" / "checkpoint.pt", tmp_path / "run" / "final.safetensors"
+    model = zoo.load_weights(checkpoint)
+    assert (model.info.name, model.info.scales, model.training) == ("vdsr", (2, 3), False)
+    image = np.random.default_rng(0).random((7, 9), dtype=np.float32)
+    np.testing.assert_array_equal(
+        srkit.load(checkpoint, scale=2).upscale(image), srkit.load(final, scale=2).upscale(image)
+    )
+
+    photo = tmp_path / "a.png"
+    Image.fromarray(np.full((6, 7), 90, np.uint8)).save(photo)
+    assert (
+        main(["upscale", str(photo), "--weights", str(checkpoint), "--scale", "3", "-o", str(tmp_path / "b.png")]) == 0
+    )
+    assert main(["upscale", str(photo), "--weights", str(final), "--scale", "3", "-o", str(tmp_path / "c.png")]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), np.asarray(Image.open(tmp_path / "c.png")))
+    capsys.readouterr()
+
+    assert main(["export", "--weights", str(final), "-o", str(tmp_path / "torchscript.pt")]) == 0  # not weights
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save({"model": 1}, tmp_path / "other.pt")
+    for name in ("torchscript.pt", "junk.pt", "empty.pt", "other.pt", "missing.pt"):
+        assert main(["eval", "--weights", str(tmp_path / name), "--dataset", "Set5", "--data-root", str(root)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"srkit: error: {tmp_path / name}: ") and err.count("\n") == 1, err
 
 
 def test_schedules_decay_from_lr_to_min_lr():

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -152,12 +153,12 @@ def load_model(
 
 
 def load(name: str | Path, **options: Any) -> Upscaler:
-    """A ready upscaler for a zoo id ("espcn-x3"), a model at a scale (`"fsrcnn", scale=3`) or a .safetensors file
-    written by srkit.
+    """A ready upscaler for a zoo id ("espcn-x3"), a model at a scale (`"fsrcnn", scale=3`), a .safetensors file
+    written by srkit or a training run's checkpoint.pt.
 
     `options` go to `Upscaler` (scale, tile, device, half): `srkit.load("espcn-x3").upscale(image)`.
     """
-    weights = name if Path(name).suffix == ".safetensors" else None
+    weights = name if Path(name).suffix in (".safetensors", ".pt") else None
     model = load_model(str(name), weights, options.get("scale"), device=options.get("device", "cpu"))
     return Upscaler(model, **options)
 
@@ -203,18 +204,39 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the network a weights file describes and load it (strictly), in eval mode."""
-    metadata = read_metadata(path)
-    model = models.build(
-        metadata["srkit.model"], int(metadata["srkit.scale"]), **json.loads(metadata.get("srkit.options", "{}"))
-    )
+    """Rebuild the network a weights file describes and load it (strictly), in eval mode. A training run's
+    `checkpoint.pt` (any `.pt` file that `srkit train` wrote) is taken too: a run in progress can be measured."""
+    if Path(path).suffix == ".pt":
+        name, scale, options, trained, state = _read_checkpoint(path)
+    else:
+        metadata = read_metadata(path)
+        name, scale = metadata["srkit.model"], int(metadata["srkit.scale"])
+        options, state = json.loads(metadata.get("srkit.options", "{}")), load_file(str(path))
+        trained = tuple(int(s) for s in metadata["srkit.scales"].split(",")) if "srkit.scales" in metadata else ()
+    model = models.build(name, scale, **options)
     try:
-        model.load_state_dict(load_file(str(path)), strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         reason = str(error).splitlines()[0]
-        raise SrkitError(f"{path}: weights do not fit {metadata['srkit.model']}: {reason}") from None
-    if "srkit.scales" in metadata:  # asked for another scale, the upscaler says which it was trained for
-        trained = tuple(int(s) for s in metadata["srkit.scales"].split(","))
+        raise SrkitError(f"{path}: weights do not fit {name}: {reason}") from None
+    if trained:  # asked for another scale, the upscaler says which it was trained for
         scale = model.info.scale if model.info.scale in trained else trained[0]
         model.info = dataclasses.replace(model.info, scale=scale, scales=trained)
     return model.to(device).eval()
+
+
+def _read_checkpoint(path: str | Path) -> tuple[str, int, dict[str, Any], tuple[int, ...], dict[str, torch.Tensor]]:
+    """Model name, scale, build options, trained scales and weights of a checkpoint that `srkit train` wrote."""
+    if not Path(path).is_file():
+        raise SrkitError(f"{path}: no such weights file")
+    try:
+        with warnings.catch_warnings():  # torch warns before it refuses a TorchScript file (`srkit export x.pt`)
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises a different kind for each way a file can be wrong
+        raise SrkitError(f"{path}: not a training checkpoint written by srkit ({type(error).__name__})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or "recipe" not in state:
+        raise SrkitError(f"{path}: not a training checkpoint written by srkit (no model and recipe in it)")
+    recipe = state["recipe"]
+    scales = tuple(recipe.get("scales") or ())
+    return recipe["model"], recipe["scale"], recipe.get("model_options") or {}, scales, state["model"]

@@ -16,7 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="PSNR/SSIM on benchmark sets with the papers' protocol")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model", default="bicubic", help="bicubic or a pretrained model id (default: bicubic)")
-    source.add_argument("--weights", metavar="FILE", help="a weights file written by srkit (.safetensors)")
+    source.add_argument(
+        "--weights", metavar="FILE", help="a weights file written by srkit (.safetensors), or a run's checkpoint.pt"
+    )
     parser.add_argument(
         "--dataset",
         nargs="+",

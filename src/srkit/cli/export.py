@@ -28,7 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "model", nargs="?", metavar="MODEL", help="pretrained model id, or an architecture name with --scale"
     )
-    parser.add_argument("--weights", metavar="FILE", help="a weights file written by srkit, instead of MODEL")
+    parser.add_argument(
+        "--weights", metavar="FILE", help="a weights file written by srkit, or a run's checkpoint.pt, instead of MODEL"
+    )
     parser.add_argument(
         "--scale", type=int, metavar="N", help="scale of an architecture name, exported with random weights"
     )

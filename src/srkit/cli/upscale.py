@@ -38,7 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="pretrained model id such as fsrcnn-x3, or a model name with --scale (see `srkit models`; "
         "default: espcn at --scale, else espcn-x3)",
     )
-    source.add_argument("--weights", metavar="FILE", help="a weights file written by srkit (.safetensors)")
+    source.add_argument(
+        "--weights", metavar="FILE", help="a weights file written by srkit (.safetensors), or a run's checkpoint.pt"
+    )
     parser.add_argument(
         "--scale",
         type=int,
