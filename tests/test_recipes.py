@@ -30,9 +30,9 @@ PAPER_MODELS = {
     *("srresnet-x4", "srgan-x4", "vdsr", "srcnn-x3", "srcnn-x4"),
 }
 FAST = {"steps": 2, "batch_size": 2, "val_every": 2, "checkpoint_every": 2, "log_every": 1, "threads": 1}
-# What a stage may differ in from its run: the keys a resumed run may change (but steps), and init_from, which names
-# the run it started from by that run's folder
-UNCHECKED = (RESUMABLE_CHANGES - {"steps"}) | {"init_from"}
+# What a stage may differ in from its run: the keys a resumed run may change (but those of the learning rate's
+# course), and init_from, which names the run it started from by that run's folder
+UNCHECKED = (RESUMABLE_CHANGES - {"steps", "decay_steps", "min_lr"}) | {"init_from"}
 RECORDS = list(zoo.records().values())
 
 

@@ -43,10 +43,15 @@ from srkit.zoo import save_weights
 log = logging.getLogger(__name__)
 
 # Recipe keys that may change when a run is resumed: they do not alter what is computed before `steps` (but a
-# cosine or linear decay, which is fitted to `steps`, changes its course from the resumed step on), or, for amp,
-# only its rounding (a bf16 run can go on in float32 on a CPU without bf16 arithmetic, and the other way round), or,
-# for channels_last, only the memory layout (the faster one for float32 on an AVX2 CPU).
-RESUMABLE_CHANGES = {"steps", "val_every", "checkpoint_every", "log_every", "threads", "amp", "channels_last"}
+# cosine or linear decay, which is fitted to `steps`, changes its course from the resumed step on), or, for
+# decay_steps and min_lr, only the decay at the end of a run (one lengthened before its decay starts may lengthen
+# its decay too), or, for amp, only its rounding (a bf16 run can go on in float32 on a CPU without bf16
+# arithmetic, and the other way round), or, for channels_last, only the memory layout (the faster one for float32
+# on an AVX2 CPU).
+RESUMABLE_CHANGES = {
+    *("steps", "decay_steps", "min_lr"),
+    *("val_every", "checkpoint_every", "log_every", "threads", "amp", "channels_last"),
+}
 
 
 @dataclass
