@@ -31,6 +31,7 @@ from srkit.files import atomic_path
 from srkit.upscale import Upscaler
 
 RECORDS = "zoo.json"
+CHECKPOINT = ".pt"  # a training run's checkpoint.pt, taken wherever a weights file is
 DEFAULT_MODEL = "espcn"  # `srkit upscale photo.jpg` uses espcn-x{scale}: the fastest good Y model
 
 
@@ -158,7 +159,7 @@ def load(name: str | Path, **options: Any) -> Upscaler:
 
     `options` go to `Upscaler` (scale, tile, device, half): `srkit.load("espcn-x3").upscale(image)`.
     """
-    weights = name if Path(name).suffix in (".safetensors", ".pt") else None
+    weights = name if Path(name).suffix in (".safetensors", CHECKPOINT) else None
     model = load_model(str(name), weights, options.get("scale"), device=options.get("device", "cpu"))
     return Upscaler(model, **options)
 
@@ -206,7 +207,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the network a weights file describes and load it (strictly), in eval mode. A training run's
     `checkpoint.pt` (any `.pt` file that `srkit train` wrote) is taken too: a run in progress can be measured."""
-    if Path(path).suffix == ".pt":
+    if Path(path).suffix == CHECKPOINT:
         name, scale, options, trained, state = _read_checkpoint(path)
     else:
         metadata = read_metadata(path)
